@@ -1,0 +1,79 @@
+"""Reading a contract file into a ``Contract``, with every problem named by its JSON path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cutover.contract.model import Contract
+from cutover.errors import ContractError
+
+_DISCRIMINATED = {"join", "calculation"}
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """``('tables', 0, 'attributes', 2, 'join', 'self-join', 'select_column')`` ->
+    ``tables[0].attributes[2].join.select_column`` (the union tag pydantic adds is dropped)."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif previous in _DISCRIMINATED and isinstance(part, str) and "-" in part or (
+            previous in _DISCRIMINATED and part in ("aggregate", "case", "concat")
+        ):
+            pass  # the tagged-union member name, not a field
+        else:
+            out += ("." if out else "") + part
+        previous = part
+    return out or "$"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known field (check its spelling)"
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return f"type {error['input'].get('type')!r} is not one of {expected}"
+    if kind == "literal_error":
+        return f"{error['input']!r} is not allowed: expected {error['ctx']['expected']}"
+    message = error["msg"]
+    return re.sub(r"^(Value error|Assertion failed), ", "", message)
+
+
+def parse_contract(data: Any, name: str = "contract") -> Contract:
+    """Validate a decoded contract; raise ``ContractError`` listing every problem."""
+    try:
+        contract = Contract.model_validate(data)
+    except ValidationError as exc:
+        problems = [(json_path(e["loc"]), _message(e)) for e in exc.errors()]
+        raise ContractError(problems) from None
+    return contract.model_copy(update={"name": contract.cutover.name or name})
+
+
+def contract_name(path: Path) -> str:
+    stem = re.sub(r"[^a-z0-9_]", "_", path.stem.lower())
+    return stem if stem[:1].isalpha() else f"c_{stem}"
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Read and validate ``path``. Structural problems raise ``ContractError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContractError([("$", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContractError(
+            [("$", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+        ) from None
+    return parse_contract(data, contract_name(path))
