@@ -35,9 +35,9 @@ def connect(mysql: MySQLSettings, *, database: bool = True, **kwargs: Any) -> An
         ) from None
 
 
-def query(conn: Any, sql: str, params: tuple[Any, ...] | dict[str, Any] | None = None) -> list[
-    tuple[Any, ...]
-]:
+def query(
+    conn: Any, sql: str, params: tuple[Any, ...] | dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall())

@@ -74,9 +74,7 @@ class Settings:
         env = dict(os.environ if env is None else env)
         staging = env.get("CUTOVER_STAGING") or (LOCAL_DIR / "staging").as_uri()
         if not staging.startswith(("file://", "s3://")):
-            raise ConfigError(
-                f"CUTOVER_STAGING {staging!r} must be a file:// or s3:// URL"
-            )
+            raise ConfigError(f"CUTOVER_STAGING {staging!r} must be a file:// or s3:// URL")
         return cls(
             mysql=MySQLSettings.from_url(env.get("CUTOVER_MYSQL_URL") or DEFAULT_MYSQL_URL),
             dynamodb_endpoint=env.get("CUTOVER_DYNAMODB_ENDPOINT") or None,

@@ -12,7 +12,10 @@ from pydantic import ValidationError
 from cutover.contract.model import Contract
 from cutover.errors import ContractError
 
-_DISCRIMINATED = {"join", "calculation"}
+_UNION_TAGS = {
+    "self-join", "foreign-key", "multi-column", "conditional", "chain", "lookup-table",
+    "json-construction", "aggregate", "case", "concat", "date-math",
+}  # fmt: skip
 
 
 def json_path(loc: tuple[int | str, ...]) -> str:
@@ -23,11 +26,7 @@ def json_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif previous in _DISCRIMINATED and isinstance(part, str) and "-" in part or (
-            previous in _DISCRIMINATED and part in ("aggregate", "case", "concat")
-        ):
-            pass  # the tagged-union member name, not a field
-        else:
+        elif not (previous in ("join", "calculation") and part in _UNION_TAGS):
             out += ("." if out else "") + part
         previous = part
     return out or "$"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 AttrType = Literal["S", "N", "B", "SS", "NS", "BS", "M", "L", "BOOL", "NULL"]
 KEY_TYPES = ("S", "N", "B")
 TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+_INTERVAL = r"-?\d+ (MICROSECOND|SECOND|MINUTE|HOUR|DAY|WEEK|MONTH|QUARTER|YEAR)"
 
 
 class _Model(BaseModel):
@@ -143,15 +144,12 @@ class DateMathCalculation(_Model):
 
     @model_validator(mode="after")
     def _interval_for_add(self) -> DateMathCalculation:
-        if self.operation in ("add", "subtract"):
-            if not self.interval or not re.fullmatch(
-                r"-?\d+ (MICROSECOND|SECOND|MINUTE|HOUR|DAY|WEEK|MONTH|QUARTER|YEAR)",
-                self.interval,
-            ):
-                raise ValueError(
-                    "date-math add/subtract needs an interval such as '30 DAY' "
-                    "(a whole number and one of SECOND MINUTE HOUR DAY WEEK MONTH YEAR)"
-                )
+        needs_interval = self.operation in ("add", "subtract")
+        if needs_interval and not re.fullmatch(_INTERVAL, self.interval or ""):
+            raise ValueError(
+                "date-math add/subtract needs an interval such as '30 DAY' "
+                "(a whole number and one of SECOND MINUTE HOUR DAY WEEK MONTH YEAR)"
+            )
         return self
 
 
@@ -273,8 +271,10 @@ class Attribute(_Model):
 
     @property
     def columns(self) -> list[str]:
-        return [self.source_column] if isinstance(self.source_column, str) else list(
-            self.source_column
+        return (
+            [self.source_column]
+            if isinstance(self.source_column, str)
+            else list(self.source_column)
         )
 
 

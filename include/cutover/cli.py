@@ -1,0 +1,209 @@
+"""The `cutover` command. Each subcommand calls the same library function as its DAG task.
+
+Exit codes: 0 success, 1 a check failed (validation), 2 bad input (contract, settings),
+3 drift found, 4 a service could not be reached or started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cutover.errors import ConfigError, ContractError, CutoverError, ServiceError
+from cutover.settings import LOCAL_DIR, PROJECT_ROOT, Settings
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_SERVICE = 1, 2, 3, 4
+SAMPLE_CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
+
+
+def _print_states(states: list) -> None:
+    for s in states:
+        state = "running" if s.running else "stopped"
+        owner = " (started by cutover)" if s.managed_by_cutover else ""
+        detail = f" - {s.detail}" if s.detail else ""
+        print(f"{s.name:<10} {state:<8} {s.address}{owner}{detail}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cutover.local.services import up
+
+    _print_states(up(Settings.from_env()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from cutover.local.services import down
+
+    _print_states(down(Settings.from_env()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cutover.local.services import status
+
+    states = status(Settings.from_env())
+    _print_states(states)
+    return 0 if all(s.running for s in states) else EXIT_SERVICE
+
+
+def cmd_sample_load(args: argparse.Namespace) -> int:
+    from cutover.sample.generator import load_sample
+
+    settings = Settings.from_env()
+    report = load_sample(settings, scale=args.scale, seed=args.seed)
+    for table, rows in report.rows.items():
+        print(f"{table:<16} {rows:>10,} rows")
+    print(f"loaded {settings.mysql.url} at scale {args.scale} in {report.seconds:.1f}s")
+    return 0
+
+
+def cmd_contract_lint(args: argparse.Namespace) -> int:
+    from cutover.contract.lint import lint_file
+
+    schema = None
+    if args.db:
+        from cutover.contract.source_schema import SourceSchema
+        from cutover.db import connect
+
+        conn = connect(Settings.from_env().mysql)
+        try:
+            schema = SourceSchema.from_connection(conn)
+        finally:
+            conn.close()
+    _, problems = lint_file(args.path, schema)
+    for problem in problems:
+        print(problem)
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        print(f"{args.path}: {errors} error(s)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"{args.path}: valid" + (" against the source database" if args.db else ""), file=sys.stderr
+    )
+    return 0
+
+
+def cmd_contract_views(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.contract.views import all_view_ddl
+
+    contract = load_contract(args.path)
+    for _, ddl in all_view_ddl(contract, args.dialect):
+        print(ddl.rstrip().rstrip(";") + ";\n")
+    return 0
+
+
+def _write_report(name: str, contract: str, payload: dict) -> Path:
+    path = LOCAL_DIR / "reports" / contract / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def _prepare(path: str) -> tuple[int, Path]:
+    from cutover.contract.load import load_contract
+    from cutover.prepare import prepare
+
+    contract = load_contract(path)
+    report = prepare(contract, Settings.from_env())
+    for line in report.lines():
+        print(line)
+    report_path = _write_report("prepare", contract.name, report.to_dict())
+    return (EXIT_DRIFT if report.drifts else 0), report_path
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    code, report_path = _prepare(args.path)
+    print(f"report: {report_path}")
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cutover.local.services import up
+    from cutover.sample.generator import load_sample
+
+    settings = Settings.from_env()
+    _print_states(up(settings))
+    report = load_sample(settings, scale=args.scale)
+    print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
+    code, report_path = _prepare(str(SAMPLE_CONTRACT))
+    print(f"report: {report_path}")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cutover",
+        description="Contract-driven, zero-downtime migration from MySQL to DynamoDB.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        parent: argparse._SubParsersAction = sub,
+    ) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("up", cmd_up, "start the local MariaDB and DynamoDB Local when nothing answers")
+    add("down", cmd_down, "stop the local services that cutover started")
+    add("status", cmd_status, "show where each service runs")
+
+    sample = sub.add_parser("sample", help="the sample e-commerce database")
+    sample_sub = sample.add_subparsers(dest="sample_command", required=True, metavar="COMMAND")
+    p = add("load", cmd_sample_load, "(re)create and fill the sample database", sample_sub)
+    p.add_argument("--scale", type=int, default=1, help="row-count multiplier (default 1)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+
+    contract = sub.add_parser("contract", help="check and inspect migration contracts")
+    contract_sub = contract.add_subparsers(
+        dest="contract_command", required=True, metavar="COMMAND"
+    )
+    p = add(
+        "lint", cmd_contract_lint, "check a contract; exit 2 listing each problem", contract_sub
+    )
+    p.add_argument("path")
+    p.add_argument(
+        "--db",
+        action="store_true",
+        help="also check tables, columns and types against CUTOVER_MYSQL_URL",
+    )
+    p = add("views", cmd_contract_views, "print the SQL of the contract's views", contract_sub)
+    p.add_argument("path")
+    p.add_argument("--dialect", choices=["mariadb", "mysql"], default="mariadb")
+
+    p = add("prepare", cmd_prepare, "apply views and create or check DynamoDB tables")
+    p.add_argument("path")
+
+    p = add("demo", cmd_demo, "start services, seed the sample and migrate it end to end")
+    p.add_argument("--scale", type=int, default=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ContractError as exc:
+        for path, message in exc.problems:
+            print(f"{path}: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SERVICE
+    except CutoverError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
