@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -134,6 +135,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from cutover.backfill.driver import backfill
+    from cutover.contract.load import load_contract
+
+    contract = load_contract(args.contract)
+    manifest = backfill(
+        contract,
+        Settings.from_env(),
+        partitions=args.partitions,
+        workers=args.workers,
+        rate=args.rate,
+        run_id=args.run_id,
+        fresh=args.fresh,
+    )
+    for entity, count in manifest["items_per_entity"].items():
+        print(f"{entity:<28} {count:>10,} items")
+    load = manifest["load"]
+    print(
+        f"run {manifest['run_id']}: {manifest['items_loaded']:,} items loaded, "
+        f"{load['items_per_s']:,.0f} items/s, {load['retried_items']} retried, "
+        f"{load['throttles']} throttled"
+    )
+    print(f"quarantined: {manifest['quarantined']} {manifest['quarantine_reasons']}")
+    report = _write_report("backfill", contract.name, manifest)
+    print(f"report: {report}")
+    if not manifest["gate"]["passed"]:
+        print(
+            f"gate failed: {manifest['quarantined']} quarantined rows, the contract allows "
+            f"{manifest['gate']['max_quarantined_rows']} (see {manifest['quarantine_files']})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutover",
@@ -181,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("prepare", cmd_prepare, "apply views and create or check DynamoDB tables")
     p.add_argument("path")
 
+    p = add("backfill", cmd_backfill, "extract, transform and load a contract's data")
+    p.add_argument("contract", help="path of the contract JSON")
+    p.add_argument("--partitions", type=int, help="partitions per source (default: contract)")
+    p.add_argument("--workers", type=int, default=4, help="parallel load workers (default 4)")
+    p.add_argument("--rate", type=float, help="limit load to this many items/s")
+    p.add_argument("--run-id", help="resume this run (default: the latest unfinished one)")
+    p.add_argument("--fresh", action="store_true", help="start a new run")
+
     p = add("demo", cmd_demo, "start services, seed the sample and migrate it end to end")
     p.add_argument("--scale", type=int, default=1)
     return parser
@@ -188,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     try:
         return int(args.func(args))
     except ContractError as exc:

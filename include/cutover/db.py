@@ -45,3 +45,9 @@ def query(
 
 def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def literal(conn: Any, value: Any) -> str:
+    """``value`` as an SQL literal, escaped by the connection."""
+    text = conn.literal(value)
+    return text.decode() if isinstance(text, bytes) else str(text)

@@ -75,6 +75,9 @@ class Backoff:
         return random.uniform(0, min(self.cap, self.base * 2**attempt))
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 def batch_body(table: str, items: list[str]) -> str:
     puts = ",".join('{"PutRequest":{"Item":' + item + "}}" for item in items)
     return '{"RequestItems":{' + json.dumps(table) + ":[" + puts + "]}}"
@@ -101,7 +104,7 @@ class BatchWriter:
         *,
         workers: int = 4,
         rate: float | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         progress: Callable[[LoadStats], None] | None = None,
         progress_every: float = 5.0,
     ) -> None:

@@ -1,0 +1,1 @@
+"""Backfill runs: extract, transform, load and catch-up of a contract, resumable."""

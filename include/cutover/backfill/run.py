@@ -1,0 +1,422 @@
+"""A backfill run: plan, then per partition extract -> transform -> load, a global duplicate
+check between transform and load, then catch-up.
+
+Every step records a checkpoint file in the run's staging folder when it finishes, and skips
+itself when its checkpoint exists, so a killed or retried run resumes without redoing (or
+re-writing to DynamoDB) finished partitions. The CLI and the DAG tasks call these methods.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cutover.contract.model import Contract, Table
+from cutover.contract.views import view_name
+from cutover.db import connect, query, quote_ident
+from cutover.errors import TerminalError
+from cutover.extract.plan import Partition, partition_predicate, plan
+from cutover.extract.staging import Staging
+from cutover.extract.stream import read_batches, select_list, stream_to_parquet
+from cutover.load.batch_writer import BatchWriter, LoadStats
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.progress import Progress
+from cutover.settings import Settings
+from cutover.transform.items import Item, ItemBuilder, Rejection
+
+log = logging.getLogger("cutover.backfill")
+
+ITEM_SCHEMA = pa.schema(
+    [
+        ("pk", pa.string()),
+        ("sk", pa.string()),
+        ("body", pa.large_string()),
+        ("entity_type", pa.string()),
+        ("source_pk", pa.string()),
+        ("version", pa.int64()),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [(name, pa.string()) for name in (
+        "table", "entity_type", "source_table", "source_pk", "reason", "detail", "row"
+    )]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    contract: str
+    run_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.contract}/runs/{self.run_id}"
+
+    def of(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _write_parquet(staging: Staging, relpath: str, table: pa.Table) -> None:
+    staging.makedirs(*relpath.split("/")[:-1])
+    pq.write_table(table, staging.path(relpath), filesystem=staging.fs, compression="zstd")
+
+
+def _items_table(items: list[Item]) -> pa.Table:
+    return pa.table(
+        {
+            "pk": [i.pk for i in items],
+            "sk": [i.sk for i in items],
+            "body": [i.body for i in items],
+            "entity_type": [i.entity_type for i in items],
+            "source_pk": [i.source_pk for i in items],
+            "version": [i.version for i in items],
+        },
+        schema=ITEM_SCHEMA,
+    )
+
+
+def _rejections_table(rejections: list[Rejection]) -> pa.Table:
+    rows = [r.to_dict() for r in rejections]
+    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+
+
+class BackfillRun:
+    def __init__(self, contract: Contract, settings: Settings, run_id: str | None = None):
+        self.contract = contract
+        self.settings = settings
+        self.staging = Staging(settings.staging)
+        self.run_id = run_id or self.latest_unfinished() or new_run_id()
+        self.paths = RunPaths(contract.name, self.run_id)
+
+    # --- run bookkeeping -----------------------------------------------------------------
+
+    def latest_unfinished(self) -> str | None:
+        for run_id in reversed(self.staging.listdir(self.contract.name, "runs")):
+            if not self.staging.exists(self.contract.name, "runs", run_id, "manifest.json"):
+                return run_id
+        return None
+
+    def _done(self, step: str, pid: str) -> dict[str, Any] | None:
+        rel = self.paths.of("checkpoints", step, f"{pid}.json")
+        return self.staging.read_json(rel) if self.staging.exists(rel) else None
+
+    def _mark(self, step: str, pid: str, record: dict[str, Any]) -> dict[str, Any]:
+        record = {**record, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
+        self.staging.write_json(record, self.paths.of("checkpoints", step, f"{pid}.json"))
+        return record
+
+    def table(self, name: str) -> Table:
+        return self.contract.table(name)
+
+    # --- plan ----------------------------------------------------------------------------
+
+    def plan(self, partitions: int | None = None) -> list[Partition]:
+        """Partition every table and record each source's version high-water mark. Taken
+        before any extraction, so every row changed after it is caught up later."""
+        rel = self.paths.of("plan.json")
+        if self.staging.exists(rel):
+            return [Partition.from_dict(p) for p in self.staging.read_json(rel)["partitions"]]
+        conn = connect(self.settings.mysql)
+        try:
+            hwm: dict[str, Any] = {}
+            for table in self.contract.tables:
+                for source in table.sources:
+                    column = source.options.version_column
+                    if column:
+                        (value,) = query(
+                            conn,
+                            f"SELECT MAX({quote_ident(column)}) "
+                            f"FROM {quote_ident(source.source_table)}",
+                        )[0]
+                        hwm[f"{table.table}.{source.entity_type}"] = value
+            planned = plan(conn, self.contract, partitions)
+        finally:
+            conn.close()
+        self.staging.write_json(
+            {
+                "run_id": self.run_id,
+                "contract": self.contract.name,
+                "planned_at": dt.datetime.now(dt.UTC).isoformat(),
+                "high_water_marks": hwm,
+                "partitions": [p.to_dict() for p in planned],
+            },
+            rel,
+        )
+        log.info("run %s: planned %d partitions", self.run_id, len(planned))
+        return planned
+
+    def partitions(self) -> list[Partition]:
+        return [
+            Partition.from_dict(p)
+            for p in self.staging.read_json(self.paths.of("plan.json"))["partitions"]
+        ]
+
+    def partition(self, pid: str) -> Partition:
+        for p in self.partitions():
+            if p.id == pid:
+                return p
+        raise TerminalError(f"run {self.run_id} has no partition {pid!r}")
+
+    # --- extract -------------------------------------------------------------------------
+
+    def extract(self, pid: str) -> dict[str, Any]:
+        if done := self._done("extract", pid):
+            return done
+        part = self.partition(pid)
+        table = self.table(part.table)
+        view = view_name(self.contract, table)
+        conn = connect(self.settings.mysql)
+        try:
+            where = partition_predicate(conn, part, table.type == "multi-entity")
+            sql = f"SELECT {select_list(conn, view)} FROM {quote_ident(view)} WHERE {where}"
+        finally:
+            conn.close()
+        progress = Progress(f"extract {pid}", None)
+        result = stream_to_parquet(
+            self.settings.mysql,
+            sql,
+            self.staging,
+            self.paths.of("extract", f"{pid}.parquet"),
+            progress=progress.update,
+        )
+        progress.done(result.rows)
+        return self._mark(
+            "extract",
+            pid,
+            {
+                "partition": part.to_dict(),
+                "file": result.file,
+                "rows": result.rows,
+                "bytes": result.bytes,
+                "sha256": result.sha256,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+
+    # --- transform -----------------------------------------------------------------------
+
+    def transform(self, pid: str) -> dict[str, Any]:
+        if done := self._done("transform", pid):
+            return done
+        extracted = self._done("extract", pid) or self.extract(pid)
+        builder = ItemBuilder(self.contract, self.table(self.partition(pid).table))
+        items_rel = self.paths.of("items", f"{pid}.parquet")
+        self.staging.makedirs(*items_rel.split("/")[:-1])
+        rejections: list[Rejection] = []
+        count = 0
+        progress = Progress(f"transform {pid}", extracted["rows"])
+        with pq.ParquetWriter(
+            self.staging.path(items_rel),
+            ITEM_SCHEMA,
+            filesystem=self.staging.fs,
+            compression="zstd",
+        ) as writer:
+            for batch in read_batches(self.staging, extracted["file"]):
+                items, rejected = builder.build_all(batch.to_pylist())
+                rejections.extend(rejected)
+                if items:
+                    writer.write_table(_items_table(items))
+                count += len(items)
+                progress.update(count + len(rejections))
+        progress.done(count + len(rejections))
+        _write_parquet(
+            self.staging,
+            self.paths.of("quarantine", f"{pid}.parquet"),
+            _rejections_table(rejections),
+        )
+        return self._mark(
+            "transform",
+            pid,
+            {
+                "rows": extracted["rows"],
+                "items": count,
+                "quarantined": len(rejections),
+                "reasons": dict(Counter(r.reason for r in rejections)),
+            },
+        )
+
+    # --- duplicates ----------------------------------------------------------------------
+
+    def check_duplicates(self) -> dict[str, Any]:
+        """Find keys produced by more than one source row, across all partitions of a table.
+        All such rows are quarantined: which of them is right is for a person to decide."""
+        if done := self._done("duplicates", "all"):
+            return done
+        rejections: list[Rejection] = []
+        for table in self.contract.tables:
+            pids = [p.id for p in self.partitions() if p.table == table.table]
+            keys = pa.concat_tables(
+                [
+                    pq.read_table(
+                        self.staging.path(self.paths.of("items", f"{pid}.parquet")),
+                        columns=["pk", "sk", "entity_type", "source_pk", "body"],
+                        filesystem=self.staging.fs,
+                    )
+                    for pid in pids
+                ]
+            )
+            counts = keys.group_by(["pk", "sk"], use_threads=False).aggregate([("pk", "count")])
+            dup = counts.filter(pc.greater(counts["pk_count"], 1))
+            if dup.num_rows == 0:
+                continue
+            dup_keys = {(r["pk"], r["sk"]) for r in dup.select(["pk", "sk"]).to_pylist()}
+            entity_source = {s.entity_type: s.source_table for s in table.sources}
+            for row in keys.to_pylist():
+                if (row["pk"], row["sk"]) in dup_keys:
+                    rejections.append(
+                        Rejection(
+                            table=table.table,
+                            entity_type=row["entity_type"],
+                            source_table=entity_source.get(row["entity_type"], ""),
+                            source_pk=row["source_pk"],
+                            reason="duplicate_key",
+                            detail=f"PK {row['pk']!r} SK {row['sk']!r} is produced by "
+                            "more than one source row",
+                            row=row["body"][:8192],
+                        )
+                    )
+        _write_parquet(
+            self.staging,
+            self.paths.of("quarantine", "duplicates.parquet"),
+            _rejections_table(rejections),
+        )
+        return self._mark(
+            "duplicates",
+            "all",
+            {
+                "quarantined": len(rejections),
+                "keys": sorted({f"{r.table}|{r.source_pk}" for r in rejections}),
+            },
+        )
+
+    def _duplicate_source_pks(self) -> set[tuple[str, str]]:
+        table = pq.read_table(
+            self.staging.path(self.paths.of("quarantine", "duplicates.parquet")),
+            columns=["table", "entity_type", "source_pk"],
+            filesystem=self.staging.fs,
+        )
+        return {(r["entity_type"], r["source_pk"]) for r in table.to_pylist()}
+
+    # --- load ----------------------------------------------------------------------------
+
+    def _items(self, pid: str, skip: set[tuple[str, str]]) -> Iterator[str]:
+        for batch in read_batches(self.staging, self.paths.of("items", f"{pid}.parquet"), 25_000):
+            if not skip:
+                yield from batch.column("body").to_pylist()
+                continue
+            for entity, source_pk, body in zip(
+                batch.column("entity_type").to_pylist(),
+                batch.column("source_pk").to_pylist(),
+                batch.column("body").to_pylist(),
+                strict=True,
+            ):
+                if (entity, source_pk) not in skip:
+                    yield body
+
+    def load(self, pid: str, workers: int = 4, rate: float | None = None) -> dict[str, Any]:
+        if done := self._done("load", pid):
+            return done
+        if not self._done("duplicates", "all"):
+            raise TerminalError(
+                f"partition {pid} cannot load before the duplicate check of run {self.run_id}"
+            )
+        part = self.partition(pid)
+        transformed = self._done("transform", pid) or self.transform(pid)
+        skip = self._duplicate_source_pks()
+        table_name = self.settings.table_prefix + part.table
+        progress = Progress(f"load {pid}", transformed["items"], unit="items")
+        http = DynamoHttp(self.settings)
+        try:
+            writer = BatchWriter(
+                http,
+                workers=workers,
+                rate=rate,
+                progress=lambda s: progress.update(s.items),
+                progress_every=2.0,
+            )
+            stats = writer.write(table_name, self._items(pid, skip))
+        finally:
+            http.close()
+        progress.done(stats.items)
+        return self._mark("load", pid, {"table": table_name, **stats.to_dict()})
+
+    # --- whole run -----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Totals of the run so far: rows, items per entity, quarantine by reason, metrics."""
+        per_entity: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        stats = LoadStats()
+        extracted = 0
+        for part in self.partitions():
+            if ex := self._done("extract", part.id):
+                extracted += ex["rows"]
+            if tr := self._done("transform", part.id):
+                reasons.update(tr["reasons"])
+            if ld := self._done("load", part.id):
+                per_entity[f"{part.table}.{part.entity_type}"] += ld["items"]
+                stats.merge(_stats_from(ld))
+        dups = self._done("duplicates", "all")
+        if dups:
+            reasons["duplicate_key"] += dups["quarantined"]
+        quarantined = sum(reasons.values())
+        gate = self.contract.cutover.gate
+        return {
+            "run_id": self.run_id,
+            "contract": self.contract.name,
+            "rows_extracted": extracted,
+            "items_loaded": sum(per_entity.values()),
+            "items_per_entity": dict(sorted(per_entity.items())),
+            "quarantined": quarantined,
+            "quarantine_reasons": dict(sorted(reasons.items())),
+            "quarantine_files": self.staging.uri(self.paths.of("quarantine")),
+            "gate": {
+                "max_quarantined_rows": gate.max_quarantined_rows,
+                "passed": quarantined <= gate.max_quarantined_rows,
+            },
+            "load": stats.to_dict(),
+        }
+
+    def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        manifest = {
+            **self.summary(),
+            **(extra or {}),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        plan_doc = self.staging.read_json(self.paths.of("plan.json"))
+        manifest["high_water_marks"] = plan_doc["high_water_marks"]
+        manifest["partitions"] = [
+            {
+                "id": p.id,
+                "extract": self._done("extract", p.id),
+                "transform": self._done("transform", p.id),
+                "load": self._done("load", p.id),
+            }
+            for p in self.partitions()
+        ]
+        self.staging.write_json(manifest, self.paths.of("manifest.json"))
+        return manifest
+
+
+def _stats_from(record: dict[str, Any]) -> LoadStats:
+    return LoadStats(
+        items=record["items"],
+        requests=record["requests"],
+        retried_items=record["retried_items"],
+        throttles=record["throttles"],
+        seconds=record["seconds"],
+        cpu_seconds=record["cpu_seconds"],
+    )

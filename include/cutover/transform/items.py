@@ -1,0 +1,196 @@
+"""View rows to DynamoDB items, per contract; rows that cannot become an item are rejected
+with the reason and the source primary key, never dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from cutover.contract.model import Attribute, Contract, Source, Table
+from cutover.transform.attribute_values import (
+    AV,
+    MAX_ITEM_BYTES,
+    BadValue,
+    convert,
+    from_json_value,
+    item_size,
+)
+
+VERSION_ATTRIBUTE = "cutover_version"
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Item:
+    pk: str
+    sk: str | None
+    body: str  # JSON of the AttributeValue map, ready for a PutRequest
+    entity_type: str
+    source_pk: str
+    version: int | None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    table: str
+    entity_type: str
+    source_table: str
+    source_pk: str
+    reason: str
+    detail: str
+    row: str  # the view row as JSON, truncated
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "table": self.table,
+            "entity_type": self.entity_type,
+            "source_table": self.source_table,
+            "source_pk": self.source_pk,
+            "reason": self.reason,
+            "detail": self.detail,
+            "row": self.row,
+        }
+
+
+def version_number(value: Any) -> int | None:
+    """The version column as an integer: microseconds since the epoch for date-times."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, dt.date):
+        return version_number(dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, str):
+        try:
+            return version_number(dt.datetime.fromisoformat(value))
+        except ValueError:
+            return int(Decimal(value))
+    return int(value)
+
+
+def _row_json(row: Mapping[str, Any], limit: int = 8192) -> str:
+    text = json.dumps(dict(row), default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…(truncated)"
+
+
+def _key_text(av: AV) -> str:
+    ((_, value),) = av.items()
+    return str(value)
+
+
+class _SourceBuilder:
+    def __init__(self, table: Table, source: Source, index_keys: dict[str, str]) -> None:
+        self.table = table
+        self.source = source
+        self.multi = table.type == "multi-entity"
+        key_names = {table.pk, table.sk} - {None}
+        self.attributes: list[Attribute] = [
+            a for a in source.attributes if not (self.multi and a.name in key_names)
+        ]
+        self.key_types = {table.pk: "S", **({table.sk: "S"} if table.sk else {})}
+        if not self.multi:
+            by_name = {a.name: a.type for a in source.attributes}
+            self.key_types = {k: by_name[k] for k in key_names if k in by_name}
+        self.index_keys = index_keys
+        self.versioned = source.options.version_column is not None
+
+    def reject(self, row: Mapping[str, Any], reason: str, detail: str) -> Rejection:
+        return Rejection(
+            table=self.table.table,
+            entity_type=self.source.entity_type,
+            source_table=self.source.source_table,
+            source_pk=str(row.get("__source_pk")),
+            reason=reason,
+            detail=detail,
+            row=_row_json(row),
+        )
+
+    def build(self, row: Mapping[str, Any]) -> Item | Rejection:
+        item: dict[str, AV] = {}
+        if self.multi:
+            for name in self.key_types:
+                value = row.get(name)
+                if value is not None:
+                    item[name] = {"S": str(value)}
+        for attr in self.attributes:
+            value = row.get(attr.name)
+            try:
+                av = None if value is None else convert(attr.type, value)
+            except BadValue as exc:
+                return self.reject(row, exc.reason, f"attribute {attr.name!r}: {exc.detail}")
+            if av is None:
+                option = attr.cutover
+                if option.on_null == "reject":
+                    return self.reject(row, "null_rejected", f"attribute {attr.name!r} is NULL")
+                if option.on_null == "null":
+                    av = {"NULL": True}
+                elif option.on_null == "default":
+                    av = from_json_value(option.default)
+                else:
+                    continue
+            item[attr.name] = av
+        for name, type_ in self.key_types.items():
+            av = item.get(name)
+            if av is None or _key_text(av) == "" or next(iter(av)) != type_:
+                return self.reject(row, "empty_key", f"key attribute {name!r} is empty or missing")
+        for name, type_ in self.index_keys.items():
+            av = item.get(name)
+            if av is not None and (next(iter(av)) != type_ or _key_text(av) == ""):
+                return self.reject(
+                    row, "empty_key", f"index key {name!r} must be a non-empty {type_}"
+                )
+        version = version_number(row.get("__version")) if self.versioned else None
+        if version is not None:
+            item[VERSION_ATTRIBUTE] = {"N": str(version)}
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES:
+            return self.reject(
+                row, "item_too_large", f"item is {size:,} bytes, over DynamoDB's 400 KB"
+            )
+        return Item(
+            pk=_key_text(item[self.table.pk]),
+            sk=_key_text(item[self.table.sk]) if self.table.sk else None,
+            body=json.dumps(item, ensure_ascii=False, separators=(",", ":")),
+            entity_type=self.source.entity_type,
+            source_pk=str(row.get("__source_pk")),
+            version=version,
+        )
+
+
+class ItemBuilder:
+    """Builds the items of one DynamoDB table from rows of its view."""
+
+    def __init__(self, contract: Contract, table: Table) -> None:
+        self.table = table
+        types: dict[str, str] = {}
+        for source in table.sources:
+            for attr in source.attributes:
+                types.setdefault(attr.name, attr.type)
+        index_keys = {
+            k: types.get(k, "S") for g in table.gsis for k in (g.pk, g.sk) if k is not None
+        }
+        self._by_entity = {
+            s.entity_type: _SourceBuilder(table, s, index_keys) for s in table.sources
+        }
+        self._single = next(iter(self._by_entity.values())) if len(self._by_entity) == 1 else None
+
+    def build(self, row: Mapping[str, Any]) -> Item | Rejection:
+        builder = self._single or self._by_entity.get(str(row.get("__entity")))
+        if builder is None:
+            raise KeyError(f"row of unknown entity {row.get('__entity')!r}")
+        return builder.build(row)
+
+    def build_all(self, rows: Iterable[Mapping[str, Any]]) -> tuple[list[Item], list[Rejection]]:
+        items: list[Item] = []
+        rejections: list[Rejection] = []
+        for row in rows:
+            result = self.build(row)
+            (items if isinstance(result, Item) else rejections).append(result)
+        return items, rejections
