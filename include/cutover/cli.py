@@ -170,6 +170,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cutover.bench.runner import format_table, run_bench
+
+    result = run_bench(
+        Settings.from_env(), args.rows, workers=args.workers, backfill=not args.no_backfill
+    )
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"json: {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutover",
@@ -224,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="limit load to this many items/s")
     p.add_argument("--run-id", help="resume this run (default: the latest unfinished one)")
     p.add_argument("--fresh", action="store_true", help="start a new run")
+
+    p = add("bench", cmd_bench, "measure loader and extract against their reference points")
+    p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200k)")
+    p.add_argument("--workers", type=int, default=6, help="load threads (default 6)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--no-backfill", action="store_true", help="skip the backfill memory run")
 
     p = add("demo", cmd_demo, "start services, seed the sample and migrate it end to end")
     p.add_argument("--scale", type=int, default=1)

@@ -11,12 +11,13 @@ import base64
 import datetime as dt
 import json
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 AV = dict[str, Any]
 MAX_DIGITS = 38
 MAX_ITEM_BYTES = 400 * 1024
+_EXACT = Context(prec=200)  # normalize() must not round to the default 28 digits
 
 
 class BadValue(ValueError):
@@ -47,7 +48,8 @@ def number(value: Any) -> str:
         raise BadValue("bad_value", f"{value!r} is not a finite number")
     if dec.is_zero():
         return "0"
-    _, digits, exponent = dec.normalize().as_tuple()
+    normal = dec.normalize(_EXACT)
+    _, digits, exponent = normal.as_tuple()
     if len(digits) > MAX_DIGITS:
         raise BadValue(
             "number_too_precise", f"{value} has {len(digits)} significant digits (max 38)"
@@ -55,8 +57,7 @@ def number(value: Any) -> str:
     magnitude = len(digits) + int(exponent) - 1
     if magnitude > 125 or magnitude < -130:
         raise BadValue("bad_value", f"{value} is outside DynamoDB's number range")
-    text = format(dec.normalize(), "f")
-    return text
+    return format(normal, "f")
 
 
 def _string(value: Any) -> str:

@@ -1,0 +1,299 @@
+"""`cutover bench`: every figure measured side by side in one run, on the same items and the
+same DynamoDB Local, so the ratios are what matters.
+
+Load: (a) the ceiling, pre-serialized and pre-signed BatchWriteItem bodies posted over
+keep-alive HTTP from several threads; (b) the baseline, the amazon provider's
+``DynamoDBHook.write_batch_data``; (c) cutover's loader. Extract: (d) the ``mysql`` client
+streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's extract.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from cutover.aws import dynamodb_client
+from cutover.bench.synthetic import bench_contract, build_source
+from cutover.contract.views import view_name
+from cutover.db import connect
+from cutover.extract.staging import Staging
+from cutover.extract.stream import read_batches, select_list, stream_to_parquet
+from cutover.load.batch_writer import BATCH_ITEMS, BatchWriter, batch_body
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.settings import Settings
+from cutover.transform.items import Item, ItemBuilder
+
+log = logging.getLogger("cutover.bench")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+# --- extraction ----------------------------------------------------------------------------
+
+
+def bench_mysql_client(settings: Settings, sql: str) -> float:
+    m = settings.mysql
+    cmd = ["mysql", "--quick", "--batch", "--skip-column-names",
+           "--default-character-set=utf8mb4", "-h", m.host, "-P", str(m.port), "-u", m.user,
+           m.database, "-e", sql]  # fmt: skip
+    env = {**os.environ, "MYSQL_PWD": m.password}
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - started
+
+
+def bench_pandas(settings: Settings, sql: str) -> float:
+    import pandas as pd
+    import sqlalchemy
+
+    m = settings.mysql
+    engine = sqlalchemy.create_engine(
+        f"mysql+mysqldb://{m.user}:{m.password}@{m.host}:{m.port}/{m.database}?charset=utf8mb4"
+    )
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        frame = pd.read_sql(sqlalchemy.text(sql), conn)
+    seconds = time.perf_counter() - started
+    del frame
+    engine.dispose()
+    return seconds
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _fresh_table(client: Any, name: str) -> None:
+    try:
+        client.delete_table(TableName=name)
+        client.get_waiter("table_not_exists").wait(TableName=name)
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "item_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "item_id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.get_waiter("table_exists").wait(TableName=name)
+
+
+def bench_ceiling(settings: Settings, table: str, bodies: list[str], threads: int) -> float:
+    """Pre-built bodies and pre-signed headers, posted from ``threads`` keep-alive
+    connections; no retry handling beyond asserting success."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    endpoint = settings.dynamodb_endpoint or f"https://dynamodb.{settings.region}.amazonaws.com"
+    url = urlsplit(endpoint)
+    creds = Credentials("local", "local")
+    signed: list[tuple[bytes, dict[str, str]]] = []
+    for body in bodies:
+        data = body.encode()
+        req = AWSRequest(method="POST", url=endpoint.rstrip("/") + "/", data=data, headers={
+            "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
+            "Content-Type": "application/x-amz-json-1.0"})  # fmt: skip
+        SigV4Auth(creds, "dynamodb", settings.region).add_auth(req)
+        signed.append((data, dict(req.headers.items())))
+    lock = threading.Lock()
+    position = iter(range(len(signed)))
+    failures: list[str] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=60)
+        while True:
+            with lock:
+                i = next(position, None)
+            if i is None:
+                break
+            data, headers = signed[i]
+            while True:
+                conn.request("POST", "/", body=data, headers=headers)
+                reply = conn.getresponse()
+                payload = reply.read()
+                if reply.status == 200 and b'"UnprocessedItems":{}' in payload:
+                    break
+                failures.append(payload[:200].decode(errors="replace"))
+                time.sleep(0.05)  # only under throttling, which DynamoDB Local does not do
+        conn.close()
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - started
+
+
+def bench_baseline(
+    settings: Settings, table: str, items: list[dict[str, Any]]
+) -> tuple[float, float]:
+    """The amazon provider's DynamoDBHook, connection configured for the same endpoint."""
+    conn_uri = json.dumps({"conn_type": "aws", "login": "local", "password": "local",
+                           "extra": {"endpoint_url": settings.dynamodb_endpoint,
+                                     "region_name": settings.region}})  # fmt: skip
+    os.environ["AIRFLOW_CONN_CUTOVER_BENCH"] = conn_uri
+    from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+
+    hook = DynamoDBHook(aws_conn_id="cutover_bench", table_name=table, table_keys=["item_id"])
+    _, seconds, cpu = _timed(lambda: hook.write_batch_data(items))
+    return seconds, cpu
+
+
+def _plain(av: dict[str, Any]) -> Any:
+    ((kind, value),) = av.items()
+    if kind == "N":
+        return Decimal(value)
+    return value
+
+
+# --- backfill memory -----------------------------------------------------------------------
+
+
+def backfill_peak_rss(settings: Settings, workers: int) -> tuple[float, float]:
+    """Runs `cutover backfill` of the bench contract in a child process; returns its peak
+    RSS in MiB and its wall seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        contract_path = os.path.join(tmp, "bench.json")
+        with open(contract_path, "w") as out:
+            json.dump(bench_contract().model_dump(by_alias=True, exclude_none=True), out)
+        env = {**os.environ, "CUTOVER_MYSQL_URL": _url(settings),
+               "CUTOVER_STAGING": f"file://{tmp}/staging",
+               "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
+               "CUTOVER_TABLE_PREFIX": settings.table_prefix}  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "cutover.cli", "backfill", contract_path,
+             "--workers", str(workers), "--fresh"],
+            check=True, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(peak, before) / 1024, seconds
+
+
+def _url(settings: Settings) -> str:
+    m = settings.mysql
+    auth = m.user + (f":{m.password}" if m.password else "")
+    return f"mysql://{auth}@{m.host}:{m.port}/{m.database}"
+
+
+# --- the whole benchmark -------------------------------------------------------------------
+
+
+def run_bench(
+    settings: Settings, rows: int, workers: int = 6, backfill: bool = True
+) -> dict[str, Any]:
+    from cutover.prepare import prepare
+
+    bench_settings = build_source(settings, rows)
+    bench_settings = replace(bench_settings, table_prefix=settings.table_prefix + "bench_")
+    contract = bench_contract()
+    prepare(contract, bench_settings)
+    table = contract.tables[0]
+    view = view_name(contract, table)
+    conn = connect(bench_settings.mysql)
+    try:
+        sql = f"SELECT {select_list(conn, view)} FROM `{view}`"
+    finally:
+        conn.close()
+    out: dict[str, Any] = {"rows": rows, "workers": workers}
+
+    log.info("extract: mysql client")
+    seconds = bench_mysql_client(bench_settings, f"SELECT * FROM `{view}`")
+    out["mysql_client_rows_per_s"] = rows / seconds
+    log.info("extract: pandas.read_sql")
+    out["pandas_rows_per_s"] = rows / bench_pandas(bench_settings, f"SELECT * FROM `{view}`")
+    log.info("extract: cutover")
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Staging(f"file://{tmp}")
+        result = stream_to_parquet(bench_settings.mysql, sql, staging, "bench.parquet")
+        out["extract_rows_per_s"] = result.rows / result.seconds
+        builder = ItemBuilder(contract, table)
+        items: list[Item] = []
+        for batch in read_batches(staging, "bench.parquet"):
+            built, rejected = builder.build_all(batch.to_pylist())
+            assert not rejected, rejected[:1]
+            items.extend(built)
+    bodies = [i.body for i in items]
+
+    client = dynamodb_client(bench_settings)
+    name = bench_settings.table_prefix + table.table
+    log.info("load: ceiling")
+    _fresh_table(client, name)
+    batches = [
+        batch_body(name, bodies[i : i + BATCH_ITEMS]) for i in range(0, len(bodies), BATCH_ITEMS)
+    ]
+    out["ceiling_items_per_s"] = len(bodies) / bench_ceiling(bench_settings, name, batches, workers)
+    del batches
+    log.info("load: baseline (DynamoDBHook.write_batch_data)")
+    _fresh_table(client, name)
+    plain = [{k: _plain(v) for k, v in json.loads(b).items()} for b in bodies]
+    seconds, cpu = bench_baseline(bench_settings, name, plain)
+    del plain
+    out["baseline_items_per_s"] = len(bodies) / seconds
+    out["baseline_cpu_us_per_item"] = cpu / len(bodies) * 1e6
+    log.info("load: cutover loader")
+    _fresh_table(client, name)
+    http_client = DynamoHttp(bench_settings)
+    stats = BatchWriter(http_client, workers=workers).write(name, bodies)
+    http_client.close()
+    out["loader_items_per_s"] = stats.items_per_s
+    out["loader_cpu_us_per_item"] = stats.cpu_us_per_item
+    out["loader_vs_baseline"] = out["loader_items_per_s"] / out["baseline_items_per_s"]
+    out["loader_vs_ceiling"] = out["loader_items_per_s"] / out["ceiling_items_per_s"]
+    out["extract_vs_mysql_client"] = out["extract_rows_per_s"] / out["mysql_client_rows_per_s"]
+    out["extract_vs_pandas"] = out["extract_rows_per_s"] / out["pandas_rows_per_s"]
+    if backfill:
+        log.info("backfill: peak memory of a whole run in a child process")
+        _fresh_table(client, name)
+        peak, seconds = backfill_peak_rss(bench_settings, workers)
+        out["backfill_peak_rss_mib"] = peak
+        out["backfill_seconds"] = seconds
+    client.delete_table(TableName=name)
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+TARGETS = [
+    ("loader_vs_baseline", ">=", 2.0),
+    ("loader_vs_ceiling", ">=", 0.7),
+    ("loader_cpu_us_per_item", "<=", 40.0),
+    ("extract_vs_mysql_client", ">=", 0.5),
+    ("extract_vs_pandas", ">=", 2.0),
+    ("backfill_peak_rss_mib", "<=", 1024.0),
+]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"{'figure':<28} {'value':>14}"]
+    for key, value in result.items():
+        lines.append(
+            f"{key:<28} {value:>14,}" if isinstance(value, int) else f"{key:<28} {value:>14,.2f}"
+        )
+    lines.append("")
+    for key, op, target in TARGETS:
+        if key in result:
+            ok = result[key] >= target if op == ">=" else result[key] <= target
+            lines.append(
+                f"{'met ' if ok else 'MISSED'} {key} {op} {target} (got {result[key]:,.2f})"
+            )
+    return "\n".join(lines)
