@@ -1,0 +1,152 @@
+"""The loader under faults that DynamoDB Local never produces by itself.
+
+A faulty endpoint (a real HTTP server on loopback, in front of the real DynamoDB Local)
+answers some BatchWriteItem calls with ThrottlingException and forwards only part of
+others, returning the rest as UnprocessedItems — exactly what DynamoDB does under load.
+It is a fault injector, not a mock: every item that arrives is written by DynamoDB Local.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from cutover.load.batch_writer import Backoff, BatchWriter
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+class FaultyDynamo:
+    """Every 3rd BatchWriteItem is throttled; of the others, every 2nd keeps back the last
+    third of its items as UnprocessedItems."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.throttled = 0
+        self.held_back = 0
+        self._calls = itertools.count(1)
+        self._lock = threading.Lock()
+        faulty = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                target = self.headers.get("X-Amz-Target", "")
+                with faulty._lock:
+                    call = next(faulty._calls)
+                if target.endswith("BatchWriteItem") and call % 3 == 0:
+                    with faulty._lock:
+                        faulty.throttled += 1
+                    code = "com.amazonaws.dynamodb.v20120810#ThrottlingException"
+                    self._reply(400, {"__type": code, "message": "Rate exceeded"})
+                    return
+                held: dict[str, list[Any]] = {}
+                if target.endswith("BatchWriteItem") and call % 2 == 0:
+                    request = json.loads(body)
+                    for table, writes in request["RequestItems"].items():
+                        keep = len(writes) - len(writes) // 3
+                        if keep < len(writes):
+                            held[table] = writes[keep:]
+                            request["RequestItems"][table] = writes[:keep]
+                            with faulty._lock:
+                                faulty.held_back += len(writes) - keep
+                    body = json.dumps(request).encode()
+                status, payload = faulty.forward(self.headers, body)
+                if held and status == 200:
+                    answer = json.loads(payload)
+                    answer.setdefault("UnprocessedItems", {}).update(held)
+                    payload = json.dumps(answer).encode()
+                self._reply(status, payload)
+
+            def _reply(self, status: int, payload: Any) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def forward(self, headers: Any, body: bytes) -> tuple[int, bytes]:
+        # The loader's signature covers the faulty host; DynamoDB Local does not check it.
+        conn = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port)
+        keep = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        conn.request("POST", "/", body=body, headers=keep)
+        reply = conn.getresponse()
+        data = reply.read()
+        conn.close()
+        return reply.status, data
+
+
+@pytest.fixture
+def faulty(settings: Settings) -> Iterator[FaultyDynamo]:
+    proxy = FaultyDynamo(settings.dynamodb_endpoint or "")
+    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.server.shutdown()
+
+
+@pytest.fixture
+def table(ddb: Any, settings: Settings) -> Iterator[str]:
+    name = f"{settings.table_prefix}faults"
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.get_waiter("table_exists").wait(TableName=name)
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def _scan_keys(ddb: Any, table: str) -> set[str]:
+    keys: set[str] = set()
+    for page in ddb.get_paginator("scan").paginate(TableName=table):
+        keys.update(item["PK"]["S"] for item in page["Items"])
+    return keys
+
+
+def test_every_item_arrives_through_throttling_and_unprocessed_items(
+    faulty: FaultyDynamo, table: str, settings: Settings, ddb: Any
+) -> None:
+    items = [json.dumps({"PK": {"S": f"K#{i}"}, "n": {"N": str(i)}}) for i in range(1_000)]
+    http_client = DynamoHttp(replace(settings, dynamodb_endpoint=faulty.url))
+    writer = BatchWriter(http_client, workers=4, backoff=Backoff(base=0.001, cap=0.02))
+    stats = writer.write(table, items)
+    http_client.close()
+
+    assert faulty.throttled > 0 and faulty.held_back > 0
+    assert stats.throttles == faulty.throttled
+    assert stats.retried_items == faulty.held_back
+    assert stats.items == 1_000
+    assert _scan_keys(ddb, table) == {f"K#{i}" for i in range(1_000)}
+
+
+def test_a_refused_batch_is_a_terminal_error_naming_the_table(
+    table: str, settings: Settings
+) -> None:
+    from cutover.errors import TerminalError
+
+    http_client = DynamoHttp(settings)
+    bad = [json.dumps({"PK": {"N": "1"}})]  # key type mismatch: DynamoDB says ValidationException
+    with pytest.raises(TerminalError, match=table):
+        BatchWriter(http_client, workers=1).write(table, bad)
+    http_client.close()
