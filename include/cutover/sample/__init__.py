@@ -1,1 +1,1 @@
-
+"""The sample e-commerce world: schema, deterministic generator, planted defects."""
