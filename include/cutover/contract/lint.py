@@ -209,6 +209,10 @@ def _mentions(sql: str, name: str) -> bool:
 
 
 def _qualifiers(sql: str) -> set[str]:
+    """Table qualifiers of a plain column expression; a subquery has its own scope, so
+    expressions with parentheses are not judged."""
+    if "(" in sql:
+        return set()
     return {m for m in re.findall(r"(?<![\w.'])`?([A-Za-z_]\w*)`?\s*\.\s*`?[A-Za-z_*]", sql)}
 
 
