@@ -31,7 +31,7 @@ def _print_states(states: list) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from cutover.local.services import up
 
-    _print_states(up(Settings.from_env()))
+    _print_states(up(Settings.from_env(), in_memory=args.in_memory))
     return 0
 
 
@@ -131,8 +131,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = load_sample(settings, scale=args.scale)
     print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
     code, report_path = _prepare(str(SAMPLE_CONTRACT))
-    print(f"report: {report_path}")
-    return code
+    print(f"prepare report: {report_path}")
+    if code:
+        return code
+    backfill_args = argparse.Namespace(
+        contract=str(SAMPLE_CONTRACT),
+        partitions=None,
+        workers=4,
+        rate=None,
+        run_id=None,
+        fresh=True,
+    )
+    return cmd_backfill(backfill_args)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -200,7 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", cmd_up, "start the local MariaDB and DynamoDB Local when nothing answers")
+    p = add("up", cmd_up, "start the local MariaDB and DynamoDB Local when nothing answers")
+    p.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep DynamoDB Local's data in memory (fast, gone when it stops)",
+    )
     add("down", cmd_down, "stop the local services that cutover started")
     add("status", cmd_status, "show where each service runs")
 
