@@ -145,7 +145,7 @@ def check_keys(table: Table, ti: int) -> Iterator[Problem]:
                         f"{entity.entity_type!r}; it must be a column of "
                         f"{entity.source_table!r} (lint --db checks)",
                     )
-        shape = (entity.pk_template, entity.sk_template)
+        shape = (_skeleton(entity.pk_template), _skeleton(entity.sk_template))
         if not template_fields(entity.pk_template) and not template_fields(entity.sk_template):
             yield Problem(
                 f"{path}.sk_template",
@@ -165,6 +165,10 @@ def check_keys(table: Table, ti: int) -> Iterator[Problem]:
                 f"attribute {name!r} has types {sorted(kinds)} in different "
                 "entities; one attribute name must have one type",
             )
+
+
+def _skeleton(template: str) -> str:
+    return re.sub(r"\{[^{}]*\}", "{}", template)
 
 
 def check_gsis(table: Table, ti: int) -> Iterator[Problem]:
