@@ -193,6 +193,59 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_validation(report: dict) -> None:
+    for table in report["tables"]:
+        state = "passed" if table["success"] else "FAILED"
+        print(f"{table['table']}: {state}")
+        for entity, e in table["parity"]["entities"].items():
+            print(
+                f"  {entity:<12} expected {e['expected']:>8,} actual {e['actual']:>8,} "
+                f"missing {e['missing']:>5} extra {e['extra']:>5} mismatched {e['mismatched']:>5}"
+                f" parity {e['value_parity']:.4%}"
+            )
+        for d in table["parity"]["differences"][:10]:
+            attrs = ", ".join(f"{a['attribute']} ({a['kind']})" for a in d["attributes"])
+            print(f"  {d['kind']:<8} PK={d['PK']!r} SK={d['SK']!r} {attrs}")
+        for c in table["independent_checks"]["failed"][:10]:
+            print(
+                f"  check {c['entity']} {c['check']}: MySQL {c['source_value']} "
+                f"!= DynamoDB {c['export_value']}"
+            )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.validate.run import validate
+
+    contract = load_contract(args.contract)
+    report = validate(contract, Settings.from_env(), sample=args.sample, max_keys=args.max_keys)
+    _print_validation(report)
+    path = (
+        Path(args.report)
+        if args.report
+        else LOCAL_DIR / "reports" / contract.name / "validate.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"report: {path}")
+    print(f"data docs: {report['data_docs']}")
+    return 0 if report["success"] else EXIT_FAILED
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.validate.reconcile import reconcile
+
+    contract = load_contract(args.contract)
+    result = reconcile(contract, Settings.from_env(), repair=args.repair, sample=args.sample)
+    _print_validation(result["after"] or result["before"])
+    if result["repaired"]:
+        print(f"repaired: {result['repaired']}")
+    path = _write_report("reconcile", contract.name, result)
+    print(f"report: {path}")
+    return 0 if result["success"] else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutover",
@@ -253,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="resume this run (default: the latest unfinished one)")
     p.add_argument("--fresh", action="store_true", help="start a new run")
 
+    p = add("validate", cmd_validate, "run the parity suites; exit 1 when they fail")
+    p.add_argument("contract")
+    p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--max-keys", type=int, default=50, help="differing keys listed per table")
+
+    p = add("reconcile", cmd_reconcile, "find drift between MySQL and DynamoDB; --repair fixes it")
+    p.add_argument("contract")
+    p.add_argument("--repair", action="store_true", help="re-put, delete, then validate again")
+    p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
+
     p = add("bench", cmd_bench, "measure loader and extract against their reference points")
     p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200k)")
     p.add_argument("--workers", type=int, default=6, help="load threads (default 6)")
@@ -267,8 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+        level=logging.WARNING,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
     )
+    logging.getLogger("cutover").setLevel(logging.INFO)
     try:
         return int(args.func(args))
     except ContractError as exc:

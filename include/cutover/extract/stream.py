@@ -57,6 +57,19 @@ def select_list(conn: Any, view: str) -> str:
     return ", ".join(parts)
 
 
+def arrow_stream(mysql: MySQLSettings, sql: str, batch_rows: int = BATCH_ROWS) -> Any:
+    """A pyarrow RecordBatchReader over the rows of ``sql``, read in UTC and utf8mb4."""
+    import connectorx as cx
+
+    return cx.read_sql(
+        connectorx_url(mysql),
+        sql,
+        return_type="arrow_stream",
+        batch_size=batch_rows,
+        pre_execution_query=["SET time_zone = '+00:00'", "SET NAMES utf8mb4"],
+    )
+
+
 def stream_to_parquet(
     mysql: MySQLSettings,
     sql: str,
@@ -67,16 +80,8 @@ def stream_to_parquet(
     progress: Callable[[int], None] | None = None,
 ) -> ExtractResult:
     """Run ``sql`` and write its rows to ``relpath`` in the staging area."""
-    import connectorx as cx
-
     started = time.perf_counter()
-    reader = cx.read_sql(
-        connectorx_url(mysql),
-        sql,
-        return_type="arrow_stream",
-        batch_size=batch_rows,
-        pre_execution_query=["SET time_zone = '+00:00'", "SET NAMES utf8mb4"],
-    )
+    reader = arrow_stream(mysql, sql, batch_rows)
     rows = 0
     staging.makedirs(*relpath.split("/")[:-1])
     with pq.ParquetWriter(

@@ -1,0 +1,93 @@
+"""Repair drift: re-put missing or differing items from the source of truth and delete
+extra ones, then validate again. Until the phase store exists, MySQL is the source of truth
+(phases 1-3 of DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+from cutover.contract.model import Contract
+from cutover.contract.table_spec import attribute_types
+from cutover.errors import TerminalError
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.load.guarded_put import guarded_put
+from cutover.settings import Settings
+from cutover.transform.items import VERSION_ATTRIBUTE
+from cutover.validate.run import differing_keys, validate
+
+log = logging.getLogger("cutover.reconcile")
+REPAIR_BATCH = 100_000
+SHOWN_KEYS = 50
+
+
+def _trim(report: dict[str, Any]) -> dict[str, Any]:
+    for table in report["tables"]:
+        table["parity"]["differences"] = table["parity"]["differences"][:SHOWN_KEYS]
+    return report
+
+
+def _repair_one(
+    http: DynamoHttp, contract: Contract, settings: Settings, table_name: str, diff: dict[str, Any]
+) -> str:
+    table = contract.table(table_name)
+    physical = settings.table_prefix + table_name
+    if diff["kind"] == "extra":
+        types = attribute_types(table)
+        key = {table.pk: {types.get(table.pk, "S"): diff["PK"]}}
+        if table.sk:
+            key[table.sk] = {types.get(table.sk, "S"): diff["SK"]}
+        reply = http.post("DeleteItem", json.dumps({"TableName": physical, "Key": key}))
+        if reply.status != 200:
+            raise TerminalError(f"DeleteItem on {physical} failed: {reply.body[:200]!r}")
+        return "deleted"
+    body = diff["expected"]
+    version = json.loads(body).get(VERSION_ATTRIBUTE, {}).get("N")
+    if version is not None:
+        return (
+            "put" if guarded_put(http, physical, body, int(version)) == "written" else "kept_newer"
+        )
+    reply = http.post("PutItem", '{"TableName":' + json.dumps(physical) + ',"Item":' + body + "}")
+    if reply.status != 200:
+        raise TerminalError(f"PutItem on {physical} failed: {reply.body[:200]!r}")
+    return "put"
+
+
+def reconcile(
+    contract: Contract,
+    settings: Settings,
+    *,
+    repair: bool = False,
+    sample: float | None = None,
+    tables: list[str] | None = None,
+) -> dict[str, Any]:
+    """Validate; with ``repair``, fix every listed difference and validate again (repeating
+    while a pass still finds more than one batch of differences)."""
+    before = validate(contract, settings, sample=sample, max_keys=REPAIR_BATCH, tables=tables)
+    repaired: Counter[str] = Counter()
+    report = before
+    passes = 0
+    while repair and not report["success"] and passes < 5:
+        diffs = differing_keys(report)
+        if not diffs:
+            break  # the failure is not a key difference (e.g. an independent check)
+        http = DynamoHttp(settings)
+        try:
+            for table_name, diff in diffs:
+                repaired[_repair_one(http, contract, settings, table_name, diff)] += 1
+        finally:
+            http.close()
+        passes += 1
+        log.info("repair pass %d: %s", passes, dict(repaired))
+        report = validate(contract, settings, sample=sample, max_keys=REPAIR_BATCH, tables=tables)
+    return {
+        "contract": contract.name,
+        "source_of_truth": "mysql",
+        "repair": repair,
+        "repaired": dict(repaired),
+        "before": _trim(before),
+        "after": _trim(report) if repair and passes else None,
+        "success": report["success"],
+    }
