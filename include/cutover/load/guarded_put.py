@@ -12,7 +12,7 @@ from cutover.load.batch_writer import DEFAULT_BACKOFF, Backoff
 from cutover.load.dynamo_http import RETRYABLE_CODES, DynamoHttp
 from cutover.transform.items import VERSION_ATTRIBUTE
 
-_CONDITION = "attribute_not_exists(#v) OR #v < :v"
+_CONDITION = "attribute_not_exists(#v) OR #v <= :v"
 
 
 def guarded_put(

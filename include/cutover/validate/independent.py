@@ -135,7 +135,13 @@ def _accumulate(
     if c.kind == "non_null":
         acc[key] += 1
         return
-    value: Any = Decimal(av["N"]) if "N" in av else av.get("S")
+    numeric = c.kind in ("sum", "min", "max")
+    if isinstance(acc[key], str) and numeric:
+        return  # already marked as holding a non-number
+    if numeric and "N" not in av:
+        acc[key] = f"non-number {next(iter(av))} value"
+        return
+    value: Any = Decimal(av["N"]) if numeric else av.get("S")
     if value is None:
         return
     if c.kind == "sum":
