@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cutover.errors import ConfigError, ContractError, CutoverError, ServiceError
-from cutover.settings import LOCAL_DIR, PROJECT_ROOT, Settings
+from cutover.settings import PROJECT_ROOT, Settings
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_SERVICE = 1, 2, 3, 4
 SAMPLE_CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
@@ -97,23 +98,16 @@ def cmd_contract_views(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_report(name: str, contract: str, payload: dict) -> Path:
-    path = LOCAL_DIR / "reports" / contract / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
-
-
 def _prepare(path: str) -> tuple[int, Path]:
     from cutover.contract.load import load_contract
-    from cutover.prepare import prepare
+    from cutover.prepare import PrepareReport
+    from cutover.stages import run_prepare
 
     contract = load_contract(path)
-    report = prepare(contract, Settings.from_env())
-    for line in report.lines():
+    report = run_prepare(contract, Settings.from_env())
+    for line in PrepareReport.lines_of(report):
         print(line)
-    report_path = _write_report("prepare", contract.name, report.to_dict())
-    return (EXIT_DRIFT if report.drifts else 0), report_path
+    return (EXIT_DRIFT if report["drifts"] else 0), Path(report["report"])
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -146,11 +140,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from cutover.backfill.driver import backfill
     from cutover.contract.load import load_contract
+    from cutover.stages import run_backfill
 
     contract = load_contract(args.contract)
-    manifest = backfill(
+    manifest = run_backfill(
         contract,
         Settings.from_env(),
         partitions=args.partitions,
@@ -168,8 +162,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"{load['throttles']} throttled"
     )
     print(f"quarantined: {manifest['quarantined']} {manifest['quarantine_reasons']}")
-    report = _write_report("backfill", contract.name, manifest)
-    print(f"report: {report}")
+    print(f"report: {manifest['report']}")
     if not manifest["gate"]["passed"]:
         print(
             f"gate failed: {manifest['quarantined']} quarantined rows, the contract allows "
@@ -215,35 +208,73 @@ def _print_validation(report: dict) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
-    from cutover.validate.run import validate
+    from cutover.stages import run_validate
 
     contract = load_contract(args.contract)
-    report = validate(contract, Settings.from_env(), sample=args.sample, max_keys=args.max_keys)
+    report = run_validate(contract, Settings.from_env(), report_path=args.report,
+                          sample=args.sample, max_keys=args.max_keys)  # fmt: skip
     _print_validation(report)
-    path = (
-        Path(args.report)
-        if args.report
-        else LOCAL_DIR / "reports" / contract.name / "validate.json"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"report: {path}")
+    print(f"report: {report['report']}")
     print(f"data docs: {report['data_docs']}")
     return 0 if report["success"] else EXIT_FAILED
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
-    from cutover.validate.reconcile import reconcile
+    from cutover.stages import run_reconcile
 
     contract = load_contract(args.contract)
-    result = reconcile(contract, Settings.from_env(), repair=args.repair, sample=args.sample)
+    result = run_reconcile(contract, Settings.from_env(), repair=args.repair, sample=args.sample)
     _print_validation(result["after"] or result["before"])
     if result["repaired"]:
         print(f"repaired: {result['repaired']}")
-    path = _write_report("reconcile", contract.name, result)
-    print(f"report: {path}")
+    print(f"report: {result['report']}")
     return 0 if result["success"] else EXIT_FAILED
+
+
+def _actor() -> str:
+    import getpass
+
+    return os.environ.get("CUTOVER_ACTOR") or getpass.getuser()
+
+
+def cmd_phase(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.phases.model import FLAGS, Phase
+    from cutover.phases.transitions import GateRefused, advance, check_gate, rollback
+    from cutover.stages import phase_store
+
+    contract = load_contract(args.contract)
+    store = phase_store(Settings.from_env())
+    if args.phase_command == "show":
+        state = store.get(contract.name)
+        print(json.dumps({**state.to_dict(), "evidence": store.evidence(contract.name)},
+                         indent=2, default=str))  # fmt: skip
+        return 0
+    if args.phase_command == "rollback":
+        state = rollback(store, contract, reason=args.reason, actor=_actor())
+        print(f"{contract.name}: rolled back to {state.phase.value} {state.phase.slug}")
+        return 0
+    target = Phase.parse(args.to) if args.to else Phase(store.get(contract.name).phase + 1)
+    if not args.approved_by:
+        _, decision = check_gate(store, contract, target)
+        print(decision.summary())
+        print(
+            "not moved: an advance needs a person's approval (the phase_gate DAG asks for it;"
+            " or pass --approved-by NAME to record who approved it)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        state = advance(store, contract, target, approved_by=args.approved_by, actor=_actor())
+    except GateRefused as exc:
+        print(exc.decision.summary(), file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"{contract.name}: now at {state.phase.value} {state.phase.slug} "
+        f"(approved by {args.approved_by}) flags {FLAGS[state.phase].to_dict()}"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,6 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contract")
     p.add_argument("--repair", action="store_true", help="re-put, delete, then validate again")
     p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
+
+    phase = sub.add_parser("phase", help="show or move a contract's migration phase")
+    phase_sub = phase.add_subparsers(dest="phase_command", required=True, metavar="COMMAND")
+    p = add("show", cmd_phase, "the current phase, its flags and the recorded evidence", phase_sub)
+    p.add_argument("contract")
+    p = add(
+        "advance", cmd_phase, "move one phase forward when the evidence meets the gate", phase_sub
+    )
+    p.add_argument("contract")
+    p.add_argument("--to", help="target phase (number or name); default: the next one")
+    p.add_argument("--approved-by", help="record NAME as the approver (no approval step)")
+    p = add("rollback", cmd_phase, "move one phase back; no gate, a reason is required", phase_sub)
+    p.add_argument("contract")
+    p.add_argument("--reason", required=True)
 
     p = add("bench", cmd_bench, "measure loader and extract against their reference points")
     p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200k)")

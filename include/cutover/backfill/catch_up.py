@@ -19,13 +19,17 @@ from cutover.transform.items import Item, ItemBuilder, version_number
 log = logging.getLogger("cutover.catch_up")
 
 
-def catch_up(run: BackfillRun) -> dict[str, Any]:
+def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
     """Re-reads changed rows from the views and puts them where no newer item exists.
-    Records and returns counts and the new high-water marks (for the next catch-up)."""
+    Records and returns counts and the new high-water marks (for the next catch-up).
+    ``since_last`` starts from the marks of the run's previous catch-up (nightly runs)."""
     import connectorx as cx
 
     plan_doc = run.staging.read_json(run.paths.of("plan.json"))
     marks: dict[str, Any] = plan_doc["high_water_marks"]
+    previous = run._done("catch_up", "all") if since_last else None
+    if previous:
+        marks = {**marks, **{k: v for k, v in previous["high_water_marks"].items() if v}}
     skip = run._duplicate_source_pks()
     counts: Counter[str] = Counter()
     new_marks: dict[str, Any] = {}

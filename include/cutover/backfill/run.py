@@ -46,10 +46,11 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 QUARANTINE_SCHEMA = pa.schema(
-    [(name, pa.string()) for name in (
-        "table", "entity_type", "source_table", "source_pk", "reason", "detail", "row"
-    )]
-)  # fmt: skip
+    [
+        (name, pa.string())
+        for name in ("table", "entity_type", "source_table", "source_pk", "reason", "detail", "row")
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,14 @@ class BackfillRun:
         self.paths = RunPaths(contract.name, self.run_id)
 
     # --- run bookkeeping -----------------------------------------------------------------
+
+    @staticmethod
+    def latest_finished(contract: Contract, settings: Settings) -> str | None:
+        staging = Staging(settings.staging)
+        for run_id in reversed(staging.listdir(contract.name, "runs")):
+            if staging.exists(contract.name, "runs", run_id, "manifest.json"):
+                return run_id
+        return None
 
     def latest_unfinished(self) -> str | None:
         for run_id in reversed(self.staging.listdir(self.contract.name, "runs")):
@@ -257,37 +266,44 @@ class BackfillRun:
             return done
         rejections: list[Rejection] = []
         for table in self.contract.tables:
-            pids = [p.id for p in self.partitions() if p.table == table.table]
+            files = [
+                self.paths.of("items", f"{p.id}.parquet")
+                for p in self.partitions()
+                if p.table == table.table
+            ]
+            # keys only: memory grows with the key count, not with the item bodies
             keys = pa.concat_tables(
-                [
-                    pq.read_table(
-                        self.staging.path(self.paths.of("items", f"{pid}.parquet")),
-                        columns=["pk", "sk", "entity_type", "source_pk", "body"],
-                        filesystem=self.staging.fs,
-                    )
-                    for pid in pids
-                ]
+                pq.read_table(
+                    self.staging.path(f), columns=["pk", "sk"], filesystem=self.staging.fs
+                )
+                for f in files
             )
             counts = keys.group_by(["pk", "sk"], use_threads=False).aggregate([("pk", "count")])
             dup = counts.filter(pc.greater(counts["pk_count"], 1))
+            del keys, counts
             if dup.num_rows == 0:
                 continue
             dup_keys = {(r["pk"], r["sk"]) for r in dup.select(["pk", "sk"]).to_pylist()}
             entity_source = {s.entity_type: s.source_table for s in table.sources}
-            for row in keys.to_pylist():
-                if (row["pk"], row["sk"]) in dup_keys:
-                    rejections.append(
-                        Rejection(
-                            table=table.table,
-                            entity_type=row["entity_type"],
-                            source_table=entity_source.get(row["entity_type"], ""),
-                            source_pk=row["source_pk"],
-                            reason="duplicate_key",
-                            detail=f"PK {row['pk']!r} SK {row['sk']!r} is produced by "
-                            "more than one source row",
-                            row=row["body"][:8192],
+            dup_pks = pa.array(sorted({pk for pk, _ in dup_keys}), pa.string())
+            for f in files:
+                for batch in read_batches(self.staging, f, 25_000):
+                    candidates = batch.filter(pc.is_in(batch.column("pk"), value_set=dup_pks))
+                    for row in candidates.to_pylist():
+                        if (row["pk"], row["sk"]) not in dup_keys:
+                            continue
+                        rejections.append(
+                            Rejection(
+                                table=table.table,
+                                entity_type=row["entity_type"],
+                                source_table=entity_source.get(row["entity_type"], ""),
+                                source_pk=row["source_pk"],
+                                reason="duplicate_key",
+                                detail=f"PK {row['pk']!r} SK {row['sk']!r} is produced by "
+                                "more than one source row",
+                                row=row["body"][:8192],
+                            )
                         )
-                    )
         _write_parquet(
             self.staging,
             self.paths.of("quarantine", "duplicates.parquet"),
@@ -296,10 +312,7 @@ class BackfillRun:
         return self._mark(
             "duplicates",
             "all",
-            {
-                "quarantined": len(rejections),
-                "keys": sorted({f"{r.table}|{r.source_pk}" for r in rejections}),
-            },
+            {"quarantined": len(rejections)},
         )
 
     def _duplicate_source_pks(self) -> set[tuple[str, str]]:

@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -168,27 +167,40 @@ def _plain(av: dict[str, Any]) -> Any:
 # --- backfill memory -----------------------------------------------------------------------
 
 
-def backfill_peak_rss(settings: Settings, workers: int) -> tuple[float, float]:
-    """Runs `cutover backfill` of the bench contract in a child process; returns its peak
-    RSS in MiB and its wall seconds."""
+def _child_peak_rss(settings: Settings, args: list[str]) -> tuple[float, float]:
+    """Runs `cutover ARGS` on the bench contract in a child process; returns its peak RSS in
+    MiB and its wall seconds (ru_maxrss of children is the largest child so far)."""
     with tempfile.TemporaryDirectory() as tmp:
         contract_path = os.path.join(tmp, "bench.json")
         with open(contract_path, "w") as out:
             json.dump(bench_contract().model_dump(by_alias=True, exclude_none=True), out)
-        env = {**os.environ, "CUTOVER_MYSQL_URL": _url(settings),
-               "CUTOVER_STAGING": f"file://{tmp}/staging",
-               "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
-               "CUTOVER_TABLE_PREFIX": settings.table_prefix}  # fmt: skip
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        env = {
+            **os.environ,
+            "CUTOVER_MYSQL_URL": _url(settings),
+            "CUTOVER_STAGING": f"file://{tmp}/staging",
+            "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
+            "CUTOVER_TABLE_PREFIX": settings.table_prefix,
+        }
         started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "cutover.cli", "backfill", contract_path,
-             "--workers", str(workers), "--fresh"],
-            check=True, env=env, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cutover.cli", args[0], contract_path, *args[1:]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(peak, before) / 1024, seconds
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            raise RuntimeError(f"cutover {args[0]} failed in the benchmark")
+    return usage.ru_maxrss / 1024, seconds
+
+
+def plain_scan_seconds(settings: Settings, client: Any, table: str, view: str) -> float:
+    """The reference for parity: a plain full read of both sides, nothing compared."""
+    started = time.perf_counter()
+    for _ in client.get_paginator("scan").paginate(TableName=table):
+        pass
+    seconds = time.perf_counter() - started
+    return seconds + bench_mysql_client(settings, f"SELECT * FROM `{view}`")
 
 
 def _url(settings: Settings) -> str:
@@ -238,6 +250,12 @@ def run_bench(
 
     client = dynamodb_client(bench_settings)
     name = bench_settings.table_prefix + table.table
+    log.info("load: warming DynamoDB Local up (its JIT would favour whoever runs last)")
+    _fresh_table(client, name)
+    warm = bodies[: min(len(bodies), 20_000)]
+    warm_http = DynamoHttp(bench_settings)
+    BatchWriter(warm_http, workers=workers).write(name, warm)
+    warm_http.close()
     log.info("load: ceiling")
     _fresh_table(client, name)
     batches = [
@@ -263,10 +281,19 @@ def run_bench(
     out["loader_vs_ceiling"] = out["loader_items_per_s"] / out["ceiling_items_per_s"]
     out["extract_vs_mysql_client"] = out["extract_rows_per_s"] / out["mysql_client_rows_per_s"]
     out["extract_vs_pandas"] = out["extract_rows_per_s"] / out["pandas_rows_per_s"]
+    log.info("parity: cutover validate against a plain full scan of both sides")
+    plain = plain_scan_seconds(bench_settings, client, name, view)
+    out["plain_scan_rows_per_s"] = rows / plain
+    peak, seconds = _child_peak_rss(bench_settings, ["validate"])
+    out["parity_rows_per_s"] = rows / seconds
+    out["parity_vs_plain_scan"] = out["parity_rows_per_s"] / out["plain_scan_rows_per_s"]
+    out["validate_peak_rss_mib"] = peak
     if backfill:
         log.info("backfill: peak memory of a whole run in a child process")
         _fresh_table(client, name)
-        peak, seconds = backfill_peak_rss(bench_settings, workers)
+        peak, seconds = _child_peak_rss(
+            bench_settings, ["backfill", "--workers", str(workers), "--fresh"]
+        )
         out["backfill_peak_rss_mib"] = peak
         out["backfill_seconds"] = seconds
     client.delete_table(TableName=name)
@@ -280,6 +307,7 @@ TARGETS = [
     ("extract_vs_mysql_client", ">=", 0.5),
     ("extract_vs_pandas", ">=", 2.0),
     ("backfill_peak_rss_mib", "<=", 1024.0),
+    ("validate_peak_rss_mib", "<=", 1024.0),
 ]
 
 

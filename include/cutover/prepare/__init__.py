@@ -28,14 +28,18 @@ class PrepareReport:
         return [d for t in self.tables for d in t.drifts]
 
     def lines(self) -> list[str]:
-        out = [f"view  {v.view}: {v.action}" for v in self.views]
-        for t in self.tables:
-            out.append(f"table {t.table}: {t.action}")
-            out.extend(f"      drift: {d}" for d in t.drifts)
-        out.extend(f"warning: {w}" for w in self.warnings)
-        if self.drifts:
-            out.append(f"{len(self.drifts)} drift(s) found: the tables were left as they are")
-        elif not self.changed:
+        return self.lines_of(self.to_dict())
+
+    @staticmethod
+    def lines_of(report: dict) -> list[str]:
+        out = [f"view  {v['view']}: {v['action']}" for v in report["views"]]
+        for t in report["tables"]:
+            out.append(f"table {t['table']}: {t['action']}")
+            out.extend(f"      drift: {d}" for d in t["drifts"])
+        out.extend(f"warning: {w}" for w in report["warnings"])
+        if report["drifts"]:
+            out.append(f"{len(report['drifts'])} drift(s) found: the tables were left as they are")
+        elif not report["changed"]:
             out.append("nothing changed: views and tables already match the contract")
         return out
 

@@ -76,7 +76,7 @@ def compare_table(
     *,
     sample: float | None = None,
     max_keys: int = 50,
-    memory_limit: str = "512MB",
+    memory_limit: str = "256MB",
 ) -> TableParity:
     result = TableParity(table)
     db = duckdb.connect()

@@ -1,0 +1,6 @@
+"""Every contract in contracts/ gets its DAGs: prepare, backfill, validate, reconcile,
+phase_gate and rollback. Configuration only: the factory does the wiring."""
+
+from cutover.dags.factory import build_all
+
+globals().update(build_all())

@@ -1,0 +1,1 @@
+"""The DAG factory and the callables of its tasks."""

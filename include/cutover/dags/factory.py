@@ -1,0 +1,190 @@
+"""Builds each contract's DAGs. Parse time does no I/O beyond reading the contract files'
+JSON, imports no heavy library (pandas, pyarrow, boto3, GX) and opens no connection: every
+task imports and calls the `cutover.stages` function the CLI uses."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset, Param, task
+
+from cutover.dags import tasks
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 3,  # transient errors only: terminal ones raise AirflowFailException
+    "retry_delay": pendulum.duration(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": pendulum.duration(minutes=10),
+}
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+PHASES = ["dual_write", "dual_read_mysql_primary", "dual_read_dynamodb_primary", "dynamodb_only"]
+
+
+def contracts_dir() -> Path:
+    default = Path(__file__).resolve().parents[3] / "contracts"
+    return Path(os.environ.get("CUTOVER_CONTRACTS_DIR", default))
+
+
+def backfill_asset(name: str) -> Asset:
+    return Asset(f"cutover://{name}/backfill", group="cutover")
+
+
+def _doc(title: str, what: str, path: Path) -> str:
+    return (
+        f"### {title}\n\n{what}\n\nContract: `{path}`. Every task calls the same library "
+        "function as the matching `cutover` command."
+    )
+
+
+def build_contract_dags(path: Path) -> dict[str, DAG]:
+    """The six DAGs of one contract file, keyed by dag_id."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    options = doc.get("cutover", {})
+    name = options.get("name") or path.stem
+    schedule = options.get("reconcile_schedule", "0 2 * * *")
+    tags = ["cutover", name]
+    contract = str(path)
+    dags: dict[str, DAG] = {}
+
+    def dag(suffix: str, doc_md: str, **kwargs: Any) -> DAG:
+        built = DAG(
+            dag_id=f"{name}__{suffix}",
+            start_date=START,
+            catchup=False,
+            tags=tags,
+            default_args=DEFAULT_ARGS,
+            doc_md=doc_md,
+            max_active_runs=1,
+            **kwargs,
+        )
+        dags[built.dag_id] = built
+        return built
+
+    with dag(
+        "prepare",
+        _doc(
+            "Prepare",
+            "Lint the contract against the source, apply its "
+            "views, create or check its DynamoDB tables (drift fails the run).",
+            path,
+        ),
+        schedule=None,
+    ):
+        task(task_id="prepare")(tasks.prepare)(contract)
+
+    with dag(
+        "backfill",
+        _doc(
+            "Backfill",
+            "Plan partitions, then extract, transform and load "
+            "each as a mapped task, check duplicate keys, catch up, and publish the backfill "
+            "Asset.",
+            path,
+        ),
+        schedule=None,
+        params={
+            "partitions": Param(None, type=["null", "integer"], minimum=1),
+            "workers": Param(4, type="integer", minimum=1),
+        },
+    ):
+        plan = task(task_id="plan")(tasks.plan)(contract)
+        extracted = (
+            task(task_id="extract")(tasks.extract).partial(contract=contract).expand(partition=plan)
+        )
+        transformed = (
+            task(task_id="transform")(tasks.transform)
+            .partial(contract=contract)
+            .expand(partition=extracted)
+        )
+        dups = task(task_id="check_duplicates")(tasks.check_duplicates)(contract)
+        transformed >> dups
+        loaded = (
+            task(task_id="load")(tasks.load)
+            .partial(contract=contract)
+            .expand(partition=transformed)
+        )
+        dups >> loaded
+        finish = task(task_id="catch_up_and_finish", outlets=[backfill_asset(name)])(tasks.finish)(
+            contract
+        )
+        loaded >> finish
+
+    with dag(
+        "validate",
+        _doc(
+            "Validate",
+            "Run the Great Expectations parity suites after "
+            "each backfill; fails when a suite fails.",
+            path,
+        ),
+        schedule=[backfill_asset(name)],
+    ):
+        task(task_id="validate", retries=0)(tasks.validate)(contract)
+
+    with dag(
+        "reconcile",
+        _doc(
+            "Nightly reconciliation",
+            "Catch up by version column, run "
+            "parity, repair drift from the source of truth, and report.",
+            path,
+        ),
+        schedule=schedule,
+    ):
+        caught = task(task_id="catch_up")(tasks.catch_up)(contract)
+        repaired = task(task_id="reconcile")(tasks.reconcile)(contract)
+        caught >> repaired
+
+    with dag(
+        "phase_gate",
+        _doc(
+            "Phase gate",
+            "Check the evidence against the gate policy, "
+            "ask a person to approve, then record the phase. A rejected or timed-out approval "
+            "changes nothing.",
+            path,
+        ),
+        schedule=None,
+        params={"target_phase": Param("dual_write", enum=PHASES)},
+    ):
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        evidence = task(task_id="check_evidence", retries=0)(tasks.check_evidence)(contract)
+        approval = ApprovalOperator(
+            task_id="approve",
+            subject=f"{name}: move to {{{{ params.target_phase }}}}?",
+            body="{{ ti.xcom_pull(task_ids='check_evidence')['body'] }}",
+            response_timeout=pendulum.duration(days=2),
+            defaults=["Reject"],  # no answer in time changes nothing
+            retries=0,
+        )
+        record = task(task_id="record_phase", retries=0)(tasks.record_phase)(
+            contract, evidence, approval.output
+        )
+        evidence >> approval >> record
+
+    with dag(
+        "rollback",
+        _doc(
+            "Rollback",
+            "Move the contract one phase back. No gate; a reason is required and recorded.",
+            path,
+        ),
+        schedule=None,
+        params={"reason": Param(type="string", minLength=3)},
+    ):
+        task(task_id="rollback", retries=0)(tasks.rollback)(contract)
+
+    return dags
+
+
+def build_all(directory: Path | None = None) -> dict[str, DAG]:
+    out: dict[str, DAG] = {}
+    for path in sorted((directory or contracts_dir()).glob("*.json")):
+        out.update(build_contract_dags(path))
+    return out

@@ -1,0 +1,203 @@
+"""The callables of the DAG tasks. Each imports its stage at run time (parse time stays
+light) and calls the same function as the `cutover` command. A terminal error (bad contract,
+bad row, failed parity, refused gate) fails the task at once; anything else may be retried."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def terminal_fails_fast(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.exceptions import AirflowFailException
+
+        from cutover.errors import TerminalError
+
+        try:
+            return fn(*args, **kwargs)
+        except TerminalError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _context() -> dict[str, Any]:
+    from airflow.sdk import get_current_context
+
+    return get_current_context()  # type: ignore[return-value]
+
+
+def _load(contract_path: str) -> tuple[Any, Any]:
+    from cutover.contract.load import load_contract
+    from cutover.settings import Settings
+
+    return load_contract(contract_path), Settings.from_env()
+
+
+def _run(contract_path: str) -> Any:
+    """The backfill run of this DAG run: retries and mapped tasks share it."""
+    from cutover.backfill.run import BackfillRun
+
+    contract, settings = _load(contract_path)
+    run_id = "af-" + re.sub(r"[^A-Za-z0-9_.-]", "_", _context()["run_id"])
+    return BackfillRun(contract, settings, run_id)
+
+
+def _fail(message: str) -> None:
+    from airflow.exceptions import AirflowFailException
+
+    raise AirflowFailException(message)
+
+
+@terminal_fails_fast
+def prepare(contract_path: str) -> dict[str, Any]:
+    from cutover.stages import run_prepare
+
+    contract, settings = _load(contract_path)
+    report = run_prepare(contract, settings)
+    if report["drifts"]:
+        _fail("table drift: " + "; ".join(report["drifts"]))
+    return {"report": report["report"], "changed": report["changed"]}
+
+
+@terminal_fails_fast
+def plan(contract_path: str) -> list[str]:
+    run = _run(contract_path)
+    return [p.id for p in run.plan(_context()["params"].get("partitions"))]
+
+
+@terminal_fails_fast
+def extract(contract: str, partition: str) -> str:
+    _run(contract).extract(partition)
+    return partition
+
+
+@terminal_fails_fast
+def transform(contract: str, partition: str) -> str:
+    _run(contract).transform(partition)
+    return partition
+
+
+@terminal_fails_fast
+def check_duplicates(contract_path: str) -> dict[str, Any]:
+    return _run(contract_path).check_duplicates()
+
+
+@terminal_fails_fast
+def load(contract: str, partition: str) -> dict[str, Any]:
+    workers = int(_context()["params"].get("workers") or 4)
+    return _run(contract).load(partition, workers=workers)
+
+
+@terminal_fails_fast
+def finish(contract_path: str) -> dict[str, Any]:
+    from cutover.backfill.catch_up import catch_up
+    from cutover.stages import backfill_evidence, record, write_report
+
+    run = _run(contract_path)
+    manifest = run.finish({"catch_up": catch_up(run)})
+    report = write_report("backfill", run.contract.name, manifest)
+    record(run.settings, run.contract, "backfill", backfill_evidence(manifest))
+    if not manifest["gate"]["passed"]:
+        _fail(
+            f"{manifest['quarantined']} rows quarantined, the contract allows "
+            f"{manifest['gate']['max_quarantined_rows']}: see {manifest['quarantine_files']}"
+        )
+    return {"run_id": run.run_id, "items": manifest["items_loaded"], "report": str(report)}
+
+
+@terminal_fails_fast
+def validate(contract_path: str) -> dict[str, Any]:
+    from cutover.stages import run_validate
+
+    contract, settings = _load(contract_path)
+    report = run_validate(contract, settings)
+    if not report["success"]:
+        _fail(f"parity suites failed; report {report['report']}, data docs {report['data_docs']}")
+    return {"report": report["report"], "data_docs": report["data_docs"]}
+
+
+@terminal_fails_fast
+def catch_up(contract_path: str) -> dict[str, Any]:
+    from cutover.backfill.catch_up import catch_up as catch_up_run
+    from cutover.backfill.run import BackfillRun
+
+    contract, settings = _load(contract_path)
+    run_id = BackfillRun.latest_finished(contract, settings)
+    if run_id is None:
+        _fail(f"no finished backfill of {contract.name}: run the backfill DAG first")
+    return catch_up_run(BackfillRun(contract, settings, run_id), since_last=True)
+
+
+@terminal_fails_fast
+def reconcile(contract_path: str) -> dict[str, Any]:
+    from cutover.stages import run_reconcile
+
+    contract, settings = _load(contract_path)
+    result = run_reconcile(contract, settings, repair=True)
+    if not result["success"]:
+        _fail(f"drift remains after repair; report {result['report']}")
+    return {"report": result["report"], "repaired": result["repaired"]}
+
+
+def _evidence_body(decision: Any) -> str:
+    lines = [f"**{decision.current.slug} → {decision.target.slug}**", ""]
+    for kind, ev in decision.evidence.items():
+        figures = {k: v for k, v in ev.items() if k not in ("kind",)}
+        lines.append(f"- **{kind}**: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    return "\n".join(lines)
+
+
+@terminal_fails_fast
+def check_evidence(contract_path: str) -> dict[str, Any]:
+    from cutover.phases.model import Phase
+    from cutover.phases.transitions import check_gate
+    from cutover.stages import phase_store
+
+    contract, settings = _load(contract_path)
+    target = Phase.parse(_context()["params"]["target_phase"])
+    state, decision = check_gate(phase_store(settings), contract, target)
+    if not decision.allowed:
+        _fail("gate refused, no approval asked: " + decision.summary())
+    return {"target": target.value, "version": state.version, "body": _evidence_body(decision)}
+
+
+@terminal_fails_fast
+def record_phase(
+    contract_path: str, evidence: dict[str, Any], approval: dict[str, Any]
+) -> dict[str, Any]:
+    from cutover.phases.model import Phase
+    from cutover.phases.transitions import advance
+    from cutover.stages import phase_store
+
+    contract, settings = _load(contract_path)
+    user = approval.get("responded_by_user") or {}
+    approver = str(user.get("name") or user.get("id") or "unknown")
+    state = advance(
+        phase_store(settings),
+        contract,
+        Phase(evidence["target"]),
+        approved_by=approver,
+        actor=f"airflow:{_context()['run_id']}",
+        expected_version=evidence["version"],
+    )
+    return state.to_dict()
+
+
+@terminal_fails_fast
+def rollback(contract_path: str) -> dict[str, Any]:
+    from cutover.phases.transitions import rollback as roll_back
+    from cutover.stages import phase_store
+
+    contract, settings = _load(contract_path)
+    reason = _context()["params"]["reason"]
+    state = roll_back(
+        phase_store(settings), contract, reason=reason, actor=f"airflow:{_context()['run_id']}"
+    )
+    return state.to_dict()

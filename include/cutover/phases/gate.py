@@ -1,0 +1,96 @@
+"""Gate policy: which evidence a forward move needs, how fresh, and what thresholds it must
+meet (from the contract's gate section). A gate that says no lists every reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutover.contract.model import GatePolicy
+from cutover.phases.model import Phase
+
+# evidence kinds each forward move rests on
+REQUIRED: dict[Phase, tuple[str, ...]] = {
+    Phase.DUAL_WRITE: ("prepare",),
+    Phase.DUAL_READ_MYSQL_PRIMARY: ("backfill", "validate"),
+    Phase.DUAL_READ_DYNAMODB_PRIMARY: ("reconcile", "shadow_reads"),
+    Phase.DYNAMODB_ONLY: ("reconcile", "shadow_reads", "dual_writes"),
+}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    current: Phase
+    target: Phase
+    allowed: bool
+    reasons: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        head = f"{self.current.slug} -> {self.target.slug}: "
+        return head + ("evidence meets the gate" if self.allowed else "; ".join(self.reasons))
+
+
+def _age_hours(recorded_at: str, now: dt.datetime) -> float:
+    return (now - dt.datetime.fromisoformat(recorded_at)).total_seconds() / 3600
+
+
+def _check(kind: str, ev: dict[str, Any], gate: GatePolicy) -> list[str]:
+    if kind == "prepare":
+        return [f"prepare found {ev.get('drifts')} table drift(s)"] if ev.get("drifts") else []
+    if kind == "backfill":
+        out = []
+        if not ev.get("complete"):
+            out.append(f"backfill run {ev.get('run_id')} is not complete")
+        if ev.get("quarantined", 0) > gate.max_quarantined_rows:
+            out.append(f"backfill quarantined {ev.get('quarantined')} rows; the gate allows "
+                       f"{gate.max_quarantined_rows}")  # fmt: skip
+        return out
+    if kind in ("validate", "reconcile"):
+        out = [] if ev.get("success") else [f"the last {kind} run failed"]
+        if kind == "validate" and ev.get("sample"):
+            out.append(f"the last validation was sampled ({ev['sample']}); a full run is needed")
+        return out
+    if kind == "shadow_reads":
+        rate = float(ev.get("mismatch_rate", 1.0))
+        limit = gate.max_shadow_mismatch_rate
+        return (
+            [] if rate <= limit else [f"shadow-read mismatch rate {rate:.4%} is over {limit:.4%}"]
+        )
+    if kind == "dual_writes":
+        rate = float(ev.get("error_rate", 1.0))
+        limit = gate.max_dual_write_error_rate
+        return [] if rate <= limit else [f"dual-write error rate {rate:.4%} is over {limit:.4%}"]
+    return []
+
+
+def decide(
+    current: Phase,
+    target: Phase,
+    evidence: dict[str, dict[str, Any]],
+    gate: GatePolicy,
+    now: dt.datetime | None = None,
+) -> GateDecision:
+    now = now or dt.datetime.now(dt.UTC)
+    if target != current + 1:
+        return GateDecision(current, target, False, [
+            f"forward moves go one step at a time: from {current.slug} the next phase is "
+            + (Phase(current + 1).slug if current < Phase.DYNAMODB_ONLY else "none")])  # fmt: skip
+    reasons: list[str] = []
+    used: dict[str, Any] = {}
+    for kind in REQUIRED[target]:
+        ev = evidence.get(kind)
+        if ev is None:
+            reasons.append(f"no {kind} evidence has been recorded")
+            continue
+        used[kind] = ev
+        age = _age_hours(ev["recorded_at"], now)
+        if age > gate.evidence_max_age_hours:
+            reasons.append(f"{kind} evidence is {age:.1f} h old; the gate accepts "
+                           f"{gate.evidence_max_age_hours:g} h")  # fmt: skip
+        reasons.extend(_check(kind, ev, gate))
+    both = "backfill" in used and "validate" in used
+    if both and used["validate"]["recorded_at"] < used["backfill"]["recorded_at"]:
+        reasons.append("the validation is older than the backfill; validate again")
+    return GateDecision(current, target, not reasons, reasons, used)
