@@ -1,4 +1,4 @@
-"""Every contract in contracts/ gets its DAGs: prepare, backfill, validate, reconcile,
+"""Airflow DAGs of every contract in contracts/: prepare, backfill, validate, reconcile,
 phase_gate and rollback. Configuration only: the factory does the wiring."""
 
 from cutover.dags.factory import build_all

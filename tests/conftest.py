@@ -13,9 +13,14 @@ from typing import Any
 
 import pytest
 
-from cutover.settings import LOCAL_DYNAMODB_ENDPOINT, Settings
+from cutover.settings import LOCAL_DIR, LOCAL_DYNAMODB_ENDPOINT, PROJECT_ROOT, Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
+
+# Airflow reads its configuration at import: point it at the project before any test does.
+os.environ.setdefault("AIRFLOW_HOME", str(LOCAL_DIR / "airflow"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @pytest.fixture(scope="session")
