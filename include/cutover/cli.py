@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cutover.errors import ConfigError, ContractError, CutoverError, ServiceError
-from cutover.settings import PROJECT_ROOT, Settings
+from cutover.settings import LOCAL_DIR, PROJECT_ROOT, Settings
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_SERVICE = 1, 2, 3, 4
 SAMPLE_CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
@@ -117,6 +117,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Services, the sample database, then the sample contract's prepare, backfill and
+    validate DAGs run through Airflow (dag.test), not around it."""
+    from cutover.contract.load import load_contract
+    from cutover.dags.local_run import run_dag
     from cutover.local.services import up
     from cutover.sample.generator import load_sample
 
@@ -124,19 +128,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_states(up(settings))
     report = load_sample(settings, scale=args.scale)
     print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
-    code, report_path = _prepare(str(SAMPLE_CONTRACT))
-    print(f"prepare report: {report_path}")
-    if code:
-        return code
-    backfill_args = argparse.Namespace(
-        contract=str(SAMPLE_CONTRACT),
-        partitions=None,
-        workers=4,
-        rate=None,
-        run_id=None,
-        fresh=True,
+    name = load_contract(SAMPLE_CONTRACT).name
+    for stage in ("prepare", "backfill", "validate"):
+        print(f"running DAG {name}__{stage} through Airflow ...", flush=True)
+        run_dag(f"{name}__{stage}")
+    reports = LOCAL_DIR / "reports" / name
+    backfill = json.loads((reports / "backfill.json").read_text())
+    print(
+        f"backfill: {backfill['items_loaded']:,} items, quarantined {backfill['quarantined']} "
+        f"{backfill['quarantine_reasons']}"
     )
-    return cmd_backfill(backfill_args)
+    print(f"reports: {reports}/prepare.json backfill.json validate.json")
+    print(f"report: {reports / 'validate.json'}")
+    return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -211,8 +215,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from cutover.stages import run_validate
 
     contract = load_contract(args.contract)
-    report = run_validate(contract, Settings.from_env(), report_path=args.report,
-                          sample=args.sample, max_keys=args.max_keys)  # fmt: skip
+    report = run_validate(
+        contract,
+        Settings.from_env(),
+        report_path=args.report,
+        sample=args.sample,
+        max_keys=args.max_keys,
+    )
     _print_validation(report)
     print(f"report: {report['report']}")
     print(f"data docs: {report['data_docs']}")
@@ -248,8 +257,13 @@ def cmd_phase(args: argparse.Namespace) -> int:
     store = phase_store(Settings.from_env())
     if args.phase_command == "show":
         state = store.get(contract.name)
-        print(json.dumps({**state.to_dict(), "evidence": store.evidence(contract.name)},
-                         indent=2, default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {**state.to_dict(), "evidence": store.evidence(contract.name)},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     if args.phase_command == "rollback":
         state = rollback(store, contract, reason=args.reason, actor=_actor())
