@@ -4,6 +4,7 @@ task imports and calls the `cutover.stages` function the CLI uses."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -159,7 +160,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
             task_id="approve",
             subject=f"{name}: move to {{{{ params.target_phase }}}}?",
             body="{{ ti.xcom_pull(task_ids='check_evidence')['body'] }}",
-            response_timeout=pendulum.duration(days=2),
+            response_timeout=dt.timedelta(days=2),
             defaults=["Reject"],  # no answer in time changes nothing
             retries=0,
         )
