@@ -32,5 +32,5 @@ lint: setup
 bench: setup
 	@source scripts/local.env && $(VENV)/cutover up && $(VENV)/cutover bench --json .local/bench.json
 
-airflow:
-	@echo "make airflow arrives with the orchestration issue (#5)"; exit 1
+airflow: setup
+	@bash scripts/airflow.sh

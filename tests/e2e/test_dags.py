@@ -80,3 +80,15 @@ def _user_of_order(settings: Settings, order_id: int) -> int:
         return int(query(conn, "SELECT user_id FROM orders WHERE id = %s", (order_id,))[0][0])
     finally:
         conn.close()
+
+
+def test_a_phase_gate_refuses_to_ask_without_evidence(env: Settings) -> None:
+    """The gate DAG fails at its evidence check: the approval task never asks anyone."""
+    from cutover.dags.local_run import run_dag
+    from cutover.errors import CutoverError
+    from cutover.phases.model import Phase
+
+    run_dag("ecommerce__prepare")  # records prepare evidence only
+    with pytest.raises(CutoverError, match="ended failed"):
+        run_dag("ecommerce__phase_gate", {"target_phase": "dual_read_mysql_primary"})
+    assert phase_store(env).get("ecommerce").phase == Phase.MYSQL_ONLY

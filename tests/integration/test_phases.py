@@ -134,3 +134,16 @@ def test_moves_and_rollbacks_are_recorded_with_who_and_why(store: PhaseStore) ->
         ("advance", 1, 2), ("advance", 2, 3), ("rollback", 3, 2)]  # fmt: skip
     assert history[1]["approved_by"] == "bob" and history[2]["reason"] == "shadow reads disagree"
     assert history[1]["evidence"]["validate"]["run_id"] == "v1"
+
+
+def test_the_application_client_caches_flags_for_its_ttl(store: PhaseStore) -> None:
+    from cutover.phases.client import PhaseClient
+
+    client = PhaseClient(store, ttl_seconds=3600)
+    assert client.flags("cached").databaseMode == "mysql-only"
+    store.record_evidence("cached", "prepare", {"drifts": 0})
+    advance(store, _contract("cached"), Phase.DUAL_WRITE, approved_by="ann", actor="t")
+    assert client.flags("cached").databaseMode == "mysql-only"  # still cached
+    fresh = PhaseClient(store, ttl_seconds=0)
+    flags = fresh.flags("cached")
+    assert (flags.databaseMode, flags.enableDualWrites) == ("dual-write", True)

@@ -1,0 +1,39 @@
+"""What an application reads: the flags of a contract's current phase, cached for a few
+seconds so every request does not hit the control table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from cutover.phases.model import FLAGS, Flags, Phase
+from cutover.phases.store import PhaseStore
+
+
+class PhaseClient:
+    def __init__(self, store: PhaseStore, ttl_seconds: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, Phase]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, ttl_seconds: float = 5.0) -> PhaseClient:
+        from cutover.aws import dynamodb_client
+
+        return cls(PhaseStore(dynamodb_client(settings), settings.table_prefix), ttl_seconds)
+
+    def phase(self, contract: str) -> Phase:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(contract)
+            if cached and now - cached[0] < self.ttl:
+                return cached[1]
+        phase = self.store.get(contract).phase
+        with self._lock:
+            self._cache[contract] = (now, phase)
+        return phase
+
+    def flags(self, contract: str) -> Flags:
+        return FLAGS[self.phase(contract)]
