@@ -178,11 +178,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cutover.bench.runner import format_table, run_bench
+    from cutover.bench.runner import format_table, run_bench, run_memory_bench
 
-    result = run_bench(
-        Settings.from_env(), args.rows, workers=args.workers, backfill=not args.no_backfill
-    )
+    if args.memory_only:
+        result = run_memory_bench(Settings.from_env(), args.rows, workers=args.workers)
+    else:
+        result = run_bench(
+            Settings.from_env(), args.rows, workers=args.workers, backfill=not args.no_backfill
+        )
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -381,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=6, help="load threads (default 6)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--no-backfill", action="store_true", help="skip the backfill memory run")
+    p.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the peak memory of a backfill and a validation (for millions of rows)",
+    )
 
     p = add("demo", cmd_demo, "start services, seed the sample and migrate it end to end")
     p.add_argument("--scale", type=int, default=1)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import user_of_order
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
@@ -62,7 +63,7 @@ def test_prepare_backfill_and_validate_dags_move_and_prove_the_sample(env: Setti
         total += count["Count"]
     assert total == products - bad_products
     order = client.get_item(TableName=env.table_prefix + "Users",
-                            Key={"PK": {"S": f"USER#{_user_of_order(env, 1)}"},
+                            Key={"PK": {"S": f"USER#{user_of_order(env, 1)}"},
                                  "SK": {"S": "ORDER#1"}})["Item"]  # fmt: skip
     assert int(order["order_id"]["N"]) == 1 and order["items"]["L"]
     assert orders == 4000
@@ -72,14 +73,6 @@ def test_prepare_backfill_and_validate_dags_move_and_prove_the_sample(env: Setti
     assert evidence["backfill"]["quarantined"] == len(planted_defects(1))
     assert evidence["validate"]["success"] is True and evidence["validate"]["sample"] is None
     assert json.dumps(evidence["validate"]["tables"])
-
-
-def _user_of_order(settings: Settings, order_id: int) -> int:
-    conn = connect(settings.mysql)
-    try:
-        return int(query(conn, "SELECT user_id FROM orders WHERE id = %s", (order_id,))[0][0])
-    finally:
-        conn.close()
 
 
 def test_a_phase_gate_refuses_to_ask_without_evidence(env: Settings) -> None:

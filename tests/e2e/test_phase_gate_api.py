@@ -93,6 +93,7 @@ def airflow(
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor keeps one process per slot
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "CUTOVER_CONTRACTS_DIR": str(contracts),
         "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",

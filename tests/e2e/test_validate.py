@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import user_of_order
 
 from cutover.aws import dynamodb_client
 from cutover.backfill.driver import backfill
@@ -77,16 +78,6 @@ def _product(n: int) -> dict[str, Any]:
 Corruption = Callable[[Any, Settings], tuple[str, str, str | None, str | None]]
 
 
-def _user_of_order(settings: Settings, order_id: int) -> int:
-    from cutover.db import connect, query
-
-    conn = connect(settings.mysql)
-    try:
-        return int(query(conn, "SELECT user_id FROM orders WHERE id = %s", (order_id,))[0][0])
-    finally:
-        conn.close()
-
-
 def deleted_item(client: Any, s: Settings) -> tuple[str, str, str | None, str | None]:
     client.delete_item(TableName=s.table_prefix + "Products", Key=_product(5))
     return "Products", "5", None, "missing"
@@ -138,14 +129,14 @@ def removed_attribute(client: Any, s: Settings) -> tuple[str, str, str | None, s
 
 
 def list_element_removed(client: Any, s: Settings) -> tuple[str, str, str | None, str | None]:
-    user = _user_of_order(s, 11)
+    user = user_of_order(s, 11)
     key = {"PK": {"S": f"USER#{user}"}, "SK": {"S": "ORDER#11"}}
     _change("Users", key, lambda i: i["items"]["L"].pop())(client, s)
     return "Users", f"USER#{user}", "items", "value"
 
 
 def wrong_gsi_key(client: Any, s: Settings) -> tuple[str, str, str | None, str | None]:
-    user = _user_of_order(s, 12)
+    user = user_of_order(s, 12)
     key = {"PK": {"S": f"USER#{user}"}, "SK": {"S": "ORDER#12"}}
     _change("Users", key, lambda i: i.update(GSI1PK={"S": "STATUS#bogus"}))(client, s)
     return "Users", f"USER#{user}", "GSI1PK", "value"

@@ -27,9 +27,8 @@ from urllib.parse import urlsplit
 from cutover.aws import dynamodb_client
 from cutover.bench.synthetic import bench_contract, build_source
 from cutover.contract.views import view_name
-from cutover.db import connect
 from cutover.extract.staging import Staging
-from cutover.extract.stream import read_batches, select_list, stream_to_parquet
+from cutover.extract.stream import read_batches, stream_to_parquet, view_query
 from cutover.load.batch_writer import BATCH_ITEMS, BatchWriter, batch_body
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
@@ -49,9 +48,22 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 def bench_mysql_client(settings: Settings, sql: str) -> float:
     m = settings.mysql
-    cmd = ["mysql", "--quick", "--batch", "--skip-column-names",
-           "--default-character-set=utf8mb4", "-h", m.host, "-P", str(m.port), "-u", m.user,
-           m.database, "-e", sql]  # fmt: skip
+    cmd = [
+        "mysql",
+        "--quick",
+        "--batch",
+        "--skip-column-names",
+        "--default-character-set=utf8mb4",
+        "-h",
+        m.host,
+        "-P",
+        str(m.port),
+        "-u",
+        m.user,
+        m.database,
+        "-e",
+        sql,
+    ]
     env = {**os.environ, "MYSQL_PWD": m.password}
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
@@ -106,9 +118,15 @@ def bench_ceiling(settings: Settings, table: str, bodies: list[str], threads: in
     signed: list[tuple[bytes, dict[str, str]]] = []
     for body in bodies:
         data = body.encode()
-        req = AWSRequest(method="POST", url=endpoint.rstrip("/") + "/", data=data, headers={
-            "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
-            "Content-Type": "application/x-amz-json-1.0"})  # fmt: skip
+        req = AWSRequest(
+            method="POST",
+            url=endpoint.rstrip("/") + "/",
+            data=data,
+            headers={
+                "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
+                "Content-Type": "application/x-amz-json-1.0",
+            },
+        )
         SigV4Auth(creds, "dynamodb", settings.region).add_auth(req)
         signed.append((data, dict(req.headers.items())))
     lock = threading.Lock()
@@ -146,9 +164,14 @@ def bench_baseline(
     settings: Settings, table: str, items: list[dict[str, Any]]
 ) -> tuple[float, float]:
     """The amazon provider's DynamoDBHook, connection configured for the same endpoint."""
-    conn_uri = json.dumps({"conn_type": "aws", "login": "local", "password": "local",
-                           "extra": {"endpoint_url": settings.dynamodb_endpoint,
-                                     "region_name": settings.region}})  # fmt: skip
+    conn_uri = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "local",
+            "password": "local",
+            "extra": {"endpoint_url": settings.dynamodb_endpoint, "region_name": settings.region},
+        }
+    )
     os.environ["AIRFLOW_CONN_CUTOVER_BENCH"] = conn_uri
     from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 
@@ -223,11 +246,7 @@ def run_bench(
     prepare(contract, bench_settings)
     table = contract.tables[0]
     view = view_name(contract, table)
-    conn = connect(bench_settings.mysql)
-    try:
-        sql = f"SELECT {select_list(conn, view)} FROM `{view}`"
-    finally:
-        conn.close()
+    sql = view_query(bench_settings.mysql, view)
     out: dict[str, Any] = {"rows": rows, "workers": workers}
 
     log.info("extract: mysql client")

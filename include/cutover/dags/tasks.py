@@ -15,7 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def terminal_fails_fast(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from cutover.errors import TerminalError
 
@@ -50,7 +50,7 @@ def _run(contract_path: str) -> Any:
 
 
 def _fail(message: str) -> None:
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     raise AirflowFailException(message)
 

@@ -57,6 +57,17 @@ def select_list(conn: Any, view: str) -> str:
     return ", ".join(parts)
 
 
+def view_query(mysql: MySQLSettings, view: str) -> str:
+    """``SELECT <columns, decimals as text> FROM view`` for reading a whole view."""
+    from cutover.db import connect
+
+    conn = connect(mysql)
+    try:
+        return f"SELECT {select_list(conn, view)} FROM {quote_ident(view)}"
+    finally:
+        conn.close()
+
+
 def arrow_stream(mysql: MySQLSettings, sql: str, batch_rows: int = BATCH_ROWS) -> Any:
     """A pyarrow RecordBatchReader over the rows of ``sql``, read in UTC and utf8mb4."""
     import connectorx as cx

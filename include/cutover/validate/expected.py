@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 
 from cutover.contract.model import Contract, Table
 from cutover.contract.views import view_name
-from cutover.db import connect, quote_ident
-from cutover.extract.stream import arrow_stream, select_list
+from cutover.extract.stream import arrow_stream, view_query
 from cutover.progress import Progress
 from cutover.settings import Settings
 from cutover.transform.items import Item, ItemBuilder
@@ -27,12 +26,7 @@ def expected_items(
 ) -> tuple[Counter[str], dict[str, list[str]]]:
     """Writes the expected items of ``table``; returns the rows rejected by reason, and their
     source primary keys by entity (they are in the backfill's quarantine, not in DynamoDB)."""
-    view = view_name(contract, table)
-    conn = connect(settings.mysql)
-    try:
-        sql = f"SELECT {select_list(conn, view)} FROM {quote_ident(view)}"
-    finally:
-        conn.close()
+    sql = view_query(settings.mysql, view_name(contract, table))
     builder = ItemBuilder(contract, table)
     rejected: Counter[str] = Counter()
     rejected_pks: dict[str, list[str]] = {}
