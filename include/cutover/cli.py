@@ -154,6 +154,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         workers=args.workers,
         rate=args.rate,
+        rate_share=args.rate_share,
         run_id=args.run_id,
         fresh=args.fresh,
     )
@@ -351,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, help="partitions per source (default: contract)")
     p.add_argument("--workers", type=int, default=4, help="parallel load workers (default 4)")
     p.add_argument("--rate", type=float, help="limit load to this many items/s")
+    p.add_argument(
+        "--rate-share",
+        type=float,
+        help="limit load to this share (0-1] of a provisioned table's write capacity",
+    )
     p.add_argument("--run-id", help="resume this run (default: the latest unfinished one)")
     p.add_argument("--fresh", action="store_true", help="start a new run")
 

@@ -66,6 +66,11 @@ def test_a_clean_backfill_validates(world: tuple[Contract, Settings], tmp_path: 
     assert users["parity"]["entities"]["ORDER"]["expected"] == 4000
     assert Path(report["data_docs"].removeprefix("file://")).exists()
 
+    sampled = validate(contract, settings, sample=0.25, tables=["Users"])
+    assert sampled["success"] and sampled["sample"] == 0.25
+    part = sampled["tables"][0]["parity"]["entities"]["ORDER"]["expected"]
+    assert 500 < part < 2000  # about a quarter of the 4000 orders, the same keys on both sides
+
 
 def _item(client: Any, table: str, key: dict[str, Any]) -> dict[str, Any]:
     return client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]

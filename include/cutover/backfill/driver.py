@@ -21,6 +21,7 @@ def backfill(
     partitions: int | None = None,
     workers: int = 4,
     rate: float | None = None,
+    rate_share: float | None = None,
     run_id: str | None = None,
     fresh: bool = False,
 ) -> dict[str, Any]:
@@ -34,6 +35,6 @@ def backfill(
         run.transform(part.id)
     run.check_duplicates()
     for part in parts:
-        run.load(part.id, workers=workers, rate=rate)
+        run.load(part.id, workers=workers, rate=rate, rate_share=rate_share)
     caught = catch_up(run)
     return run.finish({"catch_up": caught})

@@ -339,7 +339,27 @@ class BackfillRun:
                 if (entity, source_pk) not in skip:
                     yield body
 
-    def load(self, pid: str, workers: int = 4, rate: float | None = None) -> dict[str, Any]:
+    def capacity_rate(self, table: str, share: float) -> float:
+        """Items/s that use ``share`` of a provisioned table's write capacity (1 WCU writes
+        one item of up to 1 KB per second)."""
+        from cutover.aws import dynamodb_client
+
+        described = dynamodb_client(self.settings).describe_table(TableName=table)["Table"]
+        wcu = described.get("ProvisionedThroughput", {}).get("WriteCapacityUnits", 0)
+        if not wcu:
+            raise TerminalError(
+                f"table {table} is on-demand: a share of its capacity means nothing; "
+                "limit the load with --rate ITEMS_PER_S instead"
+            )
+        return float(wcu) * share
+
+    def load(
+        self,
+        pid: str,
+        workers: int = 4,
+        rate: float | None = None,
+        rate_share: float | None = None,
+    ) -> dict[str, Any]:
         if done := self._done("load", pid):
             return done
         if not self._done("duplicates", "all"):
@@ -350,6 +370,8 @@ class BackfillRun:
         transformed = self._done("transform", pid) or self.transform(pid)
         skip = self._duplicate_source_pks()
         table_name = self.settings.table_prefix + part.table
+        if rate_share:
+            rate = self.capacity_rate(table_name, rate_share)
         progress = Progress(f"load {pid}", transformed["items"], unit="items")
         http = DynamoHttp(self.settings)
         try:
