@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,32 +28,34 @@ from cutover.contract.model import (
     SelfJoin,
     Source,
     Table,
+    Transformation,
     template_fields,
 )
 from cutover.contract.reserved import DYNAMODB_RESERVED_WORDS
-from cutover.contract.source_schema import SourceSchema
+from cutover.contract.source_schema import Column, SourceSchema
 from cutover.errors import ContractError
+from cutover.transform.items import VERSION_ATTRIBUTE
 
 MAX_GSIS = 20
 MAX_ITEM_BYTES = 400 * 1024
-NUMERIC = {
-    "tinyint",
-    "smallint",
-    "mediumint",
-    "int",
-    "integer",
-    "bigint",
-    "decimal",
-    "numeric",
-    "float",
-    "double",
-    "real",
-    "bit",
-    "year",
-}
+INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
+NUMERIC = INTEGER | {"decimal", "numeric", "float", "double", "real", "bit", "year"}
 TEMPORAL = {"date", "datetime", "timestamp"}
+BOOLEAN = {"tinyint", "bit", "bool", "boolean"}
 BINARY = {"binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"}
 TEXT = {"char", "varchar", "text", "tinytext", "mediumtext", "longtext", "enum", "set"}
+DATE_SOURCE_FORMATS = ("timestamp", "datetime", "date", "unix")
+# the types each derivation can make
+JSON_PARSE_TYPES = ("M", "L", "S", "N", "BOOL", "SS", "NS")
+TRANSFORMATION_TYPES = {
+    "date-format": ("S",),
+    "string-format": ("S",),
+    "number-format": ("N", "S"),
+    "json-parse": JSON_PARSE_TYPES,
+}
+_COLLECTING = ("SS", "NS", "BS", "L")  # a lookup-table join collects every match for these
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_COLUMN_REF = re.compile(r"`?([A-Za-z_]\w*)`?\s*\.\s*`?([A-Za-z_]\w*)`?|`?([A-Za-z_]\w*)`?")
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,18 @@ def _warn(path: str, message: str) -> Problem:
     return Problem(path, message, "warning")
 
 
+# --- helpers -----------------------------------------------------------------------------
+
+
 def _sources(table: Table, ti: int) -> Iterator[tuple[str, Source]]:
     for source in table.sources:
         yield f"tables[{ti}]{source.path_prefix}", source
+
+
+def _attributes(table: Table, ti: int) -> Iterator[tuple[str, Attribute, Source]]:
+    for base, source in _sources(table, ti):
+        for ai, attr in enumerate(source.attributes):
+            yield f"{base}.attributes[{ai}]", attr, source
 
 
 def _types_by_name(table: Table) -> dict[str, set[str]]:
@@ -85,315 +95,565 @@ def _types_by_name(table: Table) -> dict[str, set[str]]:
     return types
 
 
-# --- offline checks ------------------------------------------------------------------------
+def _key_path(base: str, key: str) -> str:
+    return f"{base}.{key}" if re.fullmatch(r"[A-Za-z_]\w*", key) else f'{base}["{key}"]'
 
 
-def check_tables(contract: Contract) -> Iterator[Problem]:
-    counts = Counter(t.table for t in contract.tables)
-    for ti, table in enumerate(contract.tables):
-        if counts[table.table] > 1:
-            yield Problem(f"tables[{ti}].table", f"table name {table.table!r} is used twice")
-        size = table.estimated_item_size_bytes
-        if size is not None and size > MAX_ITEM_BYTES:
-            yield Problem(
-                f"tables[{ti}].estimated_item_size_bytes",
-                f"{size:,.0f} bytes is over DynamoDB's 400 KB item limit",
-            )
+def _without_strings(sql: str) -> str:
+    return _STRING_LITERAL.sub("''", sql)
 
 
-def check_keys(table: Table, ti: int) -> Iterator[Problem]:
-    types = _types_by_name(table)
-    if table.type == "single-entity":
-        for field in ("pk", "sk"):
-            name = getattr(table, field)
-            if name is None:
-                continue
-            if name not in types:
-                yield Problem(
-                    f"tables[{ti}].{field}",
-                    f"{name!r} is not produced by any attribute of table "
-                    f"{table.table!r}; add an attribute named {name!r}",
-                )
-            elif not types[name] <= set(KEY_TYPES):
-                yield Problem(
-                    f"tables[{ti}].{field}",
-                    f"key {name!r} has type {'/'.join(sorted(types[name]))}; "
-                    "a key must be S, N or B",
-                )
-        return
-    seen: dict[tuple[str, str], int] = {}
-    assert table.entities is not None
-    for ei, entity in enumerate(table.entities):
-        path = f"tables[{ti}].entities[{ei}]"
-        names = {a.name for a in entity.attributes}
-        for ai, attr in enumerate(entity.attributes):
-            if attr.name in (table.pk, table.sk):
-                yield Problem(
-                    f"{path}.attributes[{ai}].name",
-                    f"attribute {attr.name!r} collides with the key that "
-                    f"{'pk' if attr.name == table.pk else 'sk'}_template makes; "
-                    "drop the attribute (the template makes the key)",
-                )
-        for field in ("pk_template", "sk_template"):
-            for name in template_fields(getattr(entity, field)):
-                if not name:
-                    yield Problem(f"{path}.{field}", "empty {} field in the template")
-                elif name not in names:
-                    yield _warn(
-                        f"{path}.{field}",
-                        f"{{{name}}} names no attribute of entity "
-                        f"{entity.entity_type!r}; it must be a column of "
-                        f"{entity.source_table!r} (lint --db checks)",
-                    )
-        shape = (_skeleton(entity.pk_template), _skeleton(entity.sk_template))
-        if not template_fields(entity.pk_template) and not template_fields(entity.sk_template):
-            yield Problem(
-                f"{path}.sk_template",
-                "both key templates are constant, so every row gets the same key",
-            )
-        if shape in seen:
-            yield Problem(
-                f"{path}.sk_template",
-                f"entity {entity.entity_type!r} makes keys of the same shape as "
-                f"entities[{seen[shape]}]; give it a distinct sk_template prefix",
-            )
-        seen.setdefault(shape, ei)
-    for name, kinds in types.items():
-        if len(kinds) > 1:
-            yield Problem(
-                f"tables[{ti}].entities",
-                f"attribute {name!r} has types {sorted(kinds)} in different "
-                "entities; one attribute name must have one type",
-            )
+def _mentions(sql: str, name: str) -> bool:
+    """Whether ``sql`` qualifies a column with ``name`` (``name.col`` or `` `name`.col``)."""
+    pattern = rf"(?<![\w.])`?{re.escape(name)}`?\s*\."
+    return re.search(pattern, _without_strings(sql)) is not None
+
+
+def _qualifiers(sql: str) -> set[str]:
+    """Table qualifiers of a plain column expression; a subquery has its own scope, so
+    expressions with parentheses are not judged."""
+    sql = _without_strings(sql)
+    if "(" in sql:
+        return set()
+    return set(re.findall(r"(?<![\w.])`?([A-Za-z_]\w*)`?\s*\.\s*`?[A-Za-z_*]", sql))
+
+
+def _column_ref(sql: str) -> tuple[str | None, str] | None:
+    """``(qualifier, column)`` when ``sql`` is a bare column reference, else None."""
+    m = _COLUMN_REF.fullmatch(sql.strip())
+    if m is None or sql.strip().upper() in ("NULL", "TRUE", "FALSE"):
+        return None
+    return (m.group(1), m.group(2)) if m.group(2) else (None, m.group(3))
 
 
 def _skeleton(template: str) -> str:
     return re.sub(r"\{[^{}]*\}", "{}", template)
 
 
-def check_gsis(table: Table, ti: int) -> Iterator[Problem]:
+def _repeats(names: Iterable[str]) -> Iterator[tuple[int, str, int]]:
+    """(index, name, index of its first use) for every repeated name."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            yield i, name, first[name]
+        else:
+            first[name] = i
+
+
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"\s*-?\d+(\.\d+)?([eE][-+]?\d+)?\s*", text) is not None
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+def check_table_names(contract: Contract) -> Iterator[Problem]:
+    for ti, name, first in _repeats(t.table for t in contract.tables):
+        yield Problem(
+            f"tables[{ti}].table",
+            f"table name {name!r} is already used by tables[{first}]; DynamoDB table names "
+            "must be unique",
+        )
+
+
+def check_item_size(table: Table, ti: int) -> Iterator[Problem]:
+    size = table.estimated_item_size_bytes
+    if size is not None and size > MAX_ITEM_BYTES:
+        yield Problem(
+            f"tables[{ti}].estimated_item_size_bytes",
+            f"{size:,.0f} bytes is over DynamoDB's 400 KB item limit; move large "
+            "attributes to another table or to S3",
+        )
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def check_single_entity_keys(table: Table, ti: int) -> Iterator[Problem]:
+    if table.type != "single-entity":
+        return
     types = _types_by_name(table)
+    for field in ("pk", "sk"):
+        name = getattr(table, field)
+        if name is None:
+            continue
+        if name not in types:
+            yield Problem(
+                f"tables[{ti}].{field}",
+                f"{name!r} is not produced by any attribute of table {table.table!r}; "
+                f"add an attribute named {name!r} or change the key",
+            )
+        elif not types[name] <= set(KEY_TYPES):
+            yield Problem(
+                f"tables[{ti}].{field}",
+                f"key {name!r} has type {'/'.join(sorted(types[name]))}; a key must be S, N or B",
+            )
+
+
+def check_entity_types(table: Table, ti: int) -> Iterator[Problem]:
+    for ei, name, first in _repeats(e.entity_type for e in table.entities or []):
+        yield Problem(
+            f"tables[{ti}].entities[{ei}].entity_type",
+            f"entity_type {name!r} is already used by entities[{first}]; each entity needs its own",
+        )
+
+
+def check_key_collisions(table: Table, ti: int) -> Iterator[Problem]:
+    """An attribute may not be named like the key its entity's template makes."""
+    if table.type != "multi-entity":
+        return
+    for path, attr, _ in _attributes(table, ti):
+        if attr.name in (table.pk, table.sk):
+            field = "pk" if attr.name == table.pk else "sk"
+            yield Problem(
+                f"{path}.name",
+                f"attribute {attr.name!r} collides with the key that {field}_template makes; "
+                "rename or drop the attribute (the template makes the key)",
+            )
+
+
+def check_key_shapes(table: Table, ti: int) -> Iterator[Problem]:
+    """Two entities must not make keys of the same constant shape."""
+    seen: dict[tuple[str, str], int] = {}
+    for ei, entity in enumerate(table.entities or []):
+        path = f"tables[{ti}].entities[{ei}]"
+        if not template_fields(entity.pk_template) and not template_fields(entity.sk_template):
+            yield Problem(
+                f"{path}.sk_template",
+                "both key templates are constant, so every row gets the same key; "
+                "put a {field} in pk_template or sk_template",
+            )
+        shape = (_skeleton(entity.pk_template), _skeleton(entity.sk_template))
+        if shape in seen:
+            yield Problem(
+                f"{path}.sk_template",
+                f"entity {entity.entity_type!r} makes keys of the same shape as "
+                f"entities[{seen[shape]}], so their items can overwrite each other; "
+                "give it a distinct constant prefix",
+            )
+        seen.setdefault(shape, ei)
+
+
+def check_templates(table: Table, ti: int, schema: SourceSchema | None) -> Iterator[Problem]:
+    """A ``{field}`` is an attribute of the entity or, failing that, a source column."""
+    for ei, entity in enumerate(table.entities or []):
+        path = f"tables[{ti}].entities[{ei}]"
+        names = {a.name for a in entity.attributes}
+        for field in ("pk_template", "sk_template"):
+            for name in template_fields(getattr(entity, field)):
+                if not name:
+                    yield Problem(f"{path}.{field}", "empty {} in the template; name an attribute")
+                elif name in names:
+                    continue
+                elif schema is None:
+                    yield _warn(
+                        f"{path}.{field}",
+                        f"{{{name}}} names no attribute of entity {entity.entity_type!r}; it "
+                        f"must be a column of {entity.source_table!r} (lint --db checks)",
+                    )
+                elif schema.has_table(entity.source_table) and not schema.column(
+                    entity.source_table, name
+                ):
+                    yield Problem(
+                        f"{path}.{field}",
+                        f"{{{name}}} is neither an attribute of entity {entity.entity_type!r} "
+                        f"nor a column of {entity.source_table!r}; add an attribute named "
+                        f"{name!r} or fix the template",
+                    )
+
+
+def check_attribute_types_agree(table: Table, ti: int) -> Iterator[Problem]:
+    """One attribute name has one type across entities (the view has one column)."""
+    first: dict[str, tuple[str, str]] = {}
+    for path, attr, source in _attributes(table, ti):
+        if attr.name not in first:
+            first[attr.name] = (attr.type, source.entity_type)
+            continue
+        type_, entity = first[attr.name]
+        if attr.type != type_:
+            yield Problem(
+                f"{path}.type",
+                f"attribute {attr.name!r} is {type_} in entity {entity!r} but {attr.type} "
+                "here; one attribute name must have one type across entities",
+            )
+
+
+# --- GSIs ----------------------------------------------------------------------------------
+
+
+def check_gsi_count_and_names(table: Table, ti: int) -> Iterator[Problem]:
     if len(table.gsis) > MAX_GSIS:
-        yield Problem(f"tables[{ti}].gsis", f"{len(table.gsis)} GSIs; DynamoDB allows {MAX_GSIS}")
-    counts = Counter(g.index_name for g in table.gsis)
+        yield Problem(
+            f"tables[{ti}].gsis",
+            f"{len(table.gsis)} GSIs; DynamoDB allows at most {MAX_GSIS} per table",
+        )
+    for gi, name, first in _repeats(g.index_name for g in table.gsis):
+        yield Problem(
+            f"tables[{ti}].gsis[{gi}].index_name",
+            f"index name {name!r} is already used by gsis[{first}]; rename one",
+        )
+
+
+def check_gsi_keys(table: Table, ti: int) -> Iterator[Problem]:
+    types = _types_by_name(table)
+    if table.type == "multi-entity":  # the template keys are strings
+        for key in (table.pk, table.sk):
+            if key:
+                types.setdefault(key, {"S"})
     for gi, gsi in enumerate(table.gsis):
-        path = f"tables[{ti}].gsis[{gi}]"
-        if counts[gsi.index_name] > 1:
-            yield Problem(f"{path}.index_name", f"index name {gsi.index_name!r} is used twice")
         for field in ("pk", "sk"):
             name = getattr(gsi, field)
+            path = f"tables[{ti}].gsis[{gi}].{field}"
             if name is None:
                 continue
-            if name not in types and name not in (table.pk, table.sk):
+            if name not in types:
+                where = "any entity of" if table.type == "multi-entity" else "any attribute of"
                 yield Problem(
-                    f"{path}.{field}",
-                    f"{name!r} is not produced by any attribute of table "
-                    f"{table.table!r}; add an attribute named {name!r} or change "
-                    "the index key",
+                    path,
+                    f"{name!r} is not produced by {where} table {table.table!r}; add an "
+                    f"attribute named {name!r} or change the GSI key",
                 )
-            elif name in types and not types[name] <= set(KEY_TYPES):
+            elif not types[name] <= set(KEY_TYPES):
                 yield Problem(
-                    f"{path}.{field}",
+                    path,
                     f"index key {name!r} has type {'/'.join(sorted(types[name]))}; "
                     "a key must be S, N or B",
                 )
+
+
+def check_gsi_projection(table: Table, ti: int) -> Iterator[Problem]:
+    for gi, gsi in enumerate(table.gsis):
+        path = f"tables[{ti}].gsis[{gi}].projected_attributes"
         if gsi.projection == "INCLUDE" and not gsi.projected_attributes:
-            yield Problem(
-                f"{path}.projected_attributes", "an INCLUDE projection needs projected_attributes"
-            )
+            yield Problem(path, "an INCLUDE projection needs projected_attributes")
         if gsi.projection != "INCLUDE" and gsi.projected_attributes:
             yield Problem(
-                f"{path}.projected_attributes",
-                f"projected_attributes only apply to INCLUDE, not {gsi.projection}",
+                path,
+                f"projected_attributes only apply to an INCLUDE projection, not "
+                f"{gsi.projection}; drop them or set projection to INCLUDE",
             )
 
 
-def _mentions(sql: str, name: str) -> bool:
-    return re.search(rf"(?<![\w`]){re.escape(name)}`?\s*\.", sql) is not None
+# --- attribute names -------------------------------------------------------------------------
 
 
-def _qualifiers(sql: str) -> set[str]:
-    """Table qualifiers of a plain column expression; a subquery has its own scope, so
-    expressions with parentheses are not judged."""
-    if "(" in sql:
-        return set()
-    return {m for m in re.findall(r"(?<![\w.'])`?([A-Za-z_]\w*)`?\s*\.\s*`?[A-Za-z_*]", sql)}
+def check_attribute_names(table: Table, ti: int) -> Iterator[Problem]:
+    for base, source in _sources(table, ti):
+        for ai, name, first in _repeats(a.name for a in source.attributes):
+            yield Problem(
+                f"{base}.attributes[{ai}].name",
+                f"attribute {name!r} is already defined by attributes[{first}]; rename one",
+            )
+        for ai, attr in enumerate(source.attributes):
+            yield from _check_name(attr.name, f"{base}.attributes[{ai}].name")
 
 
-def check_attribute(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
-    src = source.source_table
-    if attr.name.startswith("__"):
+def _check_name(name: str, path: str) -> Iterator[Problem]:
+    if name.startswith("__"):
         yield Problem(
-            f"{path}.name",
-            f"names starting with '__' are reserved for cutover's "
-            f"view columns; rename {attr.name!r}",
+            path,
+            f"names starting with '__' are reserved for cutover's view columns; rename {name!r}",
         )
-    elif attr.name.upper() in DYNAMODB_RESERVED_WORDS:
+    elif name == VERSION_ATTRIBUTE:
+        yield Problem(
+            path, f"{name!r} is reserved for the row version cutover stores; rename the attribute"
+        )
+    elif name.upper() in DYNAMODB_RESERVED_WORDS:
         yield _warn(
-            f"{path}.name",
-            f"{attr.name!r} is a DynamoDB reserved word; expressions "
-            "must use ExpressionAttributeNames for it",
+            path,
+            f"{name!r} is a DynamoDB reserved word; expressions must refer to it through "
+            "ExpressionAttributeNames",
         )
+
+
+# --- one attribute: source, joins, calculations, types --------------------------------------
+
+
+def check_attribute_source(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
     derived = attr.join is not None or isinstance(attr.calculation, AggregateCalculation)
-    if attr.source_table != src and not derived:
+    if attr.source_table != source.source_table and not derived:
         yield Problem(
             f"{path}.source_table",
-            f"attribute reads from {attr.source_table!r} but its source is {src!r} "
-            "and it has no join or aggregate calculation",
-        )
-    yield from _check_join(attr, source, path)
-    yield from _check_calculation(attr, path)
-    yield from _check_transformation_type(attr, path)
-    default = attr.cutover.default
-    if attr.cutover.on_null == "default" and not _default_fits(attr.type, default):
-        yield Problem(
-            f"{path}.cutover.default", f"default {default!r} does not fit type {attr.type}"
+            f"attribute reads from {attr.source_table!r} but its source table is "
+            f"{source.source_table!r}; add a join or an aggregate calculation, or read "
+            f"from {source.source_table!r}",
         )
 
 
-def _default_fits(type_: str, value: object) -> bool:
-    if type_ == "N":
-        if isinstance(value, str):
-            return re.fullmatch(r"-?\d+(\.\d+)?", value) is not None
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if type_ == "BOOL":
-        return isinstance(value, bool)
-    if type_ in ("M",):
-        return isinstance(value, dict)
-    if type_ in ("L", "SS", "NS", "BS"):
-        return isinstance(value, list)
-    return isinstance(value, str)
-
-
-def _check_join(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+def _join_tables(attr: Attribute) -> set[str]:
+    """The names a join's select columns may be qualified with."""
     join = attr.join
-    if join is None:
-        return
-    src = source.source_table
-    jpath = f"{path}.join"
-    conditions: list[tuple[str, str]] = []
-    targets: set[str] = set()
     if isinstance(join, SelfJoin):
-        targets = {join.join_alias}
-        if not (
-            _mentions(join.join_condition, src) and _mentions(join.join_condition, join.join_alias)
-        ):
+        return {join.join_alias}
+    if isinstance(join, ChainJoin):
+        return {s.target_table for s in join.joins}
+    if join is not None:
+        return {join.target_table}
+    return set()
+
+
+def _join_conditions(attr: Attribute) -> list[tuple[str, str]]:
+    """(relative path, SQL) of the conditions that tie a join to the outer row."""
+    join = attr.join
+    if isinstance(join, MultiColumnJoin):
+        return [("join.join_conditions", " AND ".join(join.join_conditions))]
+    if isinstance(join, ChainJoin):
+        return [("join.joins[0].join_condition", join.joins[0].join_condition)]
+    if isinstance(join, ForeignKeyJoin | LookupTableJoin | ConditionalJoin | JsonConstructionJoin):
+        return [("join.join_condition", join.join_condition)]
+    if isinstance(attr.calculation, AggregateCalculation):
+        return [("calculation.join_condition", attr.calculation.join_condition)]
+    return []
+
+
+def check_join_conditions(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+    src = source.source_table
+    join = attr.join
+    if isinstance(join, SelfJoin):
+        cond = join.join_condition
+        if not (_mentions(cond, src) and _mentions(cond, join.join_alias)):
             yield Problem(
-                f"{jpath}.join_condition",
-                f"a self-join condition must compare {join.join_alias!r} with "
-                f"{src!r}; as written it would match every row",
+                f"{path}.join.join_condition",
+                f"a self-join condition must compare {join.join_alias!r} with {src!r} "
+                f"(e.g. {join.join_alias}.id = {src}.parent_id); as written it would match "
+                "every row",
             )
+    for rel, cond in _join_conditions(attr):
+        if not _mentions(cond, src):
+            yield Problem(
+                f"{path}.{rel}",
+                f"the condition never refers to the source table {src!r}, so it would match "
+                f"every row; compare a column of {src!r} (e.g. {src}.<column>)",
+            )
+    if isinstance(join, ConditionalJoin) and not _mentions(join.condition, src):
+        # bare column names are valid SQL, so this cannot be proven wrong: a warning
+        yield _warn(
+            f"{path}.join.condition",
+            f"the condition never names the source table {src!r}; unless its bare columns "
+            f"are columns of {src!r}, it is the same for every row (write {src}.<column>)",
+        )
+
+
+def check_join_targets(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+    """A correlated subquery over the source table itself hides the outer row."""
+    src = source.source_table
+    join = attr.join
+    if isinstance(join, SelfJoin):
         if join.join_alias == src:
             yield Problem(
-                f"{jpath}.join_alias", f"the alias must differ from the source table {src!r}"
+                f"{path}.join.join_alias",
+                f"the alias must differ from the source table {src!r}; e.g. 'parent'",
             )
-    elif isinstance(join, ChainJoin):
-        targets = {s.target_table for s in join.joins}
-        conditions = [(f"{jpath}.joins[0].join_condition", join.joins[0].join_condition)]
-        for si, step in enumerate(join.joins):
-            if not _qualifiers(step.select_column) <= targets:
-                yield Problem(
-                    f"{jpath}.joins[{si}].select_column",
-                    f"{step.select_column!r} names a table outside the chain {sorted(targets)}",
-                )
-    elif isinstance(join, MultiColumnJoin):
-        targets = {join.target_table}
-        conditions = [(f"{jpath}.join_conditions", " AND ".join(join.join_conditions))]
-    else:
-        assert isinstance(
-            join, ForeignKeyJoin | LookupTableJoin | ConditionalJoin | JsonConstructionJoin
-        )
-        targets = {join.target_table}
-        conditions = [(f"{jpath}.join_condition", join.join_condition)]
-        if join.target_table == src:
-            yield Problem(
-                f"{jpath}.target_table",
-                f"target_table is the source table {src!r} itself; use a self-join "
-                "with a join_alias",
-            )
-    for cpath, condition in conditions:
-        if not _mentions(condition, src):
-            yield Problem(
-                cpath,
-                f"the condition never refers to the source table {src!r}; it would match every row",
-            )
-    select = getattr(join, "select_column", None)
-    if isinstance(select, str) and not _qualifiers(select) <= targets:
-        yield Problem(
-            f"{jpath}.select_column", f"{select!r} names a table other than {sorted(targets)}"
-        )
-    if isinstance(join, JsonConstructionJoin):
-        wanted = {"array": ("L", "S"), "object": ("M", "S")}[join.construction.type]
-        if attr.type not in wanted:
-            yield Problem(
-                f"{path}.type",
-                f"a json-construction {join.construction.type} makes "
-                f"{' or '.join(wanted)}, not {attr.type}",
-            )
-
-
-def _check_calculation(attr: Attribute, path: str) -> Iterator[Problem]:
-    calc = attr.calculation
-    cpath = f"{path}.calculation"
-    if isinstance(calc, AggregateCalculation):
-        if calc.operation in ("COUNT", "SUM", "AVG") and attr.type != "N":
-            yield Problem(f"{path}.type", f"{calc.operation} makes a number: use type N")
-        if not _mentions(calc.join_condition, attr.source_table) and not _mentions(
-            calc.join_condition, calc.target_table
-        ):
-            yield Problem(
-                f"{cpath}.join_condition",
-                "the condition names neither table; it would aggregate every row",
-            )
-    elif isinstance(calc, CaseCalculation) and attr.type not in ("S", "N", "BOOL"):
-        yield Problem(f"{path}.type", f"a case calculation makes S, N or BOOL, not {attr.type}")
-    elif isinstance(calc, ConcatCalculation):
-        if len(attr.columns) < 2:
-            yield Problem(f"{path}.source_column", "concat needs a list of at least 2 columns")
-        if attr.type != "S":
-            yield Problem(f"{path}.type", f"concat makes S, not {attr.type}")
-    elif isinstance(calc, DateMathCalculation) and calc.operation == "diff-days":
-        if len(attr.columns) > 2:
-            yield Problem(f"{path}.source_column", "diff-days takes one or two columns")
-        if attr.type != "N":
-            yield Problem(f"{path}.type", "diff-days makes a number: use type N")
-
-
-def _check_transformation_type(attr: Attribute, path: str) -> Iterator[Problem]:
-    t = attr.transformation
-    if t is None:
         return
-    allowed = {
-        "date-format": ("S",),
-        "string-format": ("S",),
-        "number-format": ("N", "S"),
-        "json-parse": ("M", "L", "S", "N", "BOOL", "SS", "NS"),
-    }[t.type]
-    if attr.type not in allowed:
+    if isinstance(join, ChainJoin):
+        targets = [
+            (f"join.joins[{i}].target_table", s.target_table) for i, s in enumerate(join.joins)
+        ]
+    elif join is not None:
+        targets = [("join.target_table", join.target_table)]
+    elif isinstance(attr.calculation, AggregateCalculation):
+        targets = [("calculation.target_table", attr.calculation.target_table)]
+    else:
+        targets = []
+    for rel, target in targets:
+        if target == src:
+            fix = (
+                "use a self-join with a join_alias"
+                if join is not None
+                else "an aggregate over its own source table cannot tell the outer row from "
+                "the inner ones"
+            )
+            yield Problem(
+                f"{path}.{rel}",
+                f"target_table is the source table {src!r} itself, so the condition cannot "
+                f"reach the outer row; {fix}",
+            )
+
+
+def check_select_qualifiers(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+    allowed = _join_tables(attr)
+    join = attr.join
+    selects: list[tuple[str, str]] = []
+    if isinstance(join, ChainJoin):
+        selects = [
+            (f"join.joins[{i}].select_column", s.select_column) for i, s in enumerate(join.joins)
+        ]
+    elif isinstance(join, JsonConstructionJoin):
+        c = join.construction
+        selects = [
+            (_key_path("join.construction.select_columns", k), v)
+            for k, v in c.select_columns.items()
+        ]
+        if c.order_by:
+            selects.append(("join.construction.order_by", c.order_by))
+    elif join is not None:
+        selects = [("join.select_column", join.select_column)]
+    elif isinstance(attr.calculation, AggregateCalculation):
+        allowed = {attr.calculation.target_table}
+        selects = [("calculation.select_column", attr.calculation.select_column)]
+    for rel, sql in selects:
+        stray = _qualifiers(sql) - allowed
+        if stray:
+            yield Problem(
+                f"{path}.{rel}",
+                f"{sql!r} names {', '.join(sorted(stray))}, which is not "
+                f"{' or '.join(repr(t) for t in sorted(allowed))}; select from the joined "
+                "table",
+            )
+
+
+def check_join_values(attr: Attribute, path: str) -> Iterator[Problem]:
+    """Literal fallbacks (null_value, else_value) must fit a numeric attribute."""
+    join = attr.join
+    if join is None or attr.type != "N":
+        return
+    for field in ("null_value", "else_value"):
+        value = getattr(join, field, None)
+        if value is not None and not _is_number(value):
+            yield Problem(
+                f"{path}.join.{field}",
+                f"{value!r} is not a number, but the attribute is N; use a number or type S",
+            )
+
+
+def check_calculation(attr: Attribute, path: str) -> Iterator[Problem]:
+    calc = attr.calculation
+    if isinstance(calc, ConcatCalculation) and len(attr.columns) < 2:
+        yield Problem(
+            f"{path}.source_column",
+            'concat needs a list of at least 2 columns, e.g. ["first_name", "last_name"]',
+        )
+    if isinstance(calc, DateMathCalculation):
+        count = len(attr.columns)
+        if calc.operation == "diff-days" and count > 2:
+            yield Problem(f"{path}.source_column", f"diff-days takes 1 or 2 columns, not {count}")
+        if calc.operation != "diff-days" and count != 1:
+            yield Problem(f"{path}.source_column", f"date-math {calc.operation} takes one column")
+
+
+def check_column_list(attr: Attribute, path: str) -> Iterator[Problem]:
+    """A list of source columns without a derivation becomes S, L or M; a transformation
+    reads a single column."""
+    if len(attr.columns) < 2 or attr.join is not None or attr.calculation is not None:
+        return
+    if attr.transformation is not None:
+        yield Problem(
+            f"{path}.source_column",
+            f"a {attr.transformation.type} transformation reads one column; give "
+            "source_column as a string",
+        )
+    elif attr.type not in ("S", "L", "M"):
         yield Problem(
             f"{path}.type",
-            f"a {t.type} transformation makes {' or '.join(allowed)}, not {attr.type}",
+            f"a list of source columns makes S (joined with '#'), L or M, not {attr.type}",
         )
+
+
+def _derivation_types(attr: Attribute) -> tuple[str, tuple[str, ...]] | None:
+    """(what the derivation is, the attribute types it can make)."""
+    join, calc, t = attr.join, attr.calculation, attr.transformation
+    if isinstance(join, JsonConstructionJoin):
+        kind = join.construction.type
+        return f"a json-construction {kind}", ("M", "S") if kind == "object" else ("L", "S")
+    if isinstance(calc, AggregateCalculation) and calc.operation in ("COUNT", "SUM", "AVG"):
+        return f"aggregate {calc.operation}", ("N",)
+    if isinstance(calc, CaseCalculation):
+        return "a case calculation", ("S", "N", "BOOL")
+    if isinstance(calc, ConcatCalculation):
+        return "concat", ("S",)
+    if isinstance(calc, DateMathCalculation):
+        return (
+            ("date-math diff-days", ("N",))
+            if calc.operation == "diff-days"
+            else (f"date-math {calc.operation}", ("S",))
+        )
+    if t is not None:
+        return f"a {t.type} transformation", TRANSFORMATION_TYPES[t.type]
+    return None
+
+
+def check_derivation_type(attr: Attribute, path: str) -> Iterator[Problem]:
+    found = _derivation_types(attr)
+    if found and attr.type not in found[1]:
+        what, allowed = found
+        yield Problem(
+            f"{path}.type",
+            f"{what} makes {' or '.join(allowed)}, not {attr.type}; set type to {allowed[0]}",
+        )
+
+
+def check_transformation_format(attr: Attribute, path: str) -> Iterator[Problem]:
+    t = attr.transformation
+    if t is None or t.type != "date-format" or not t.source_format:
+        return
     src = t.source_format
-    known = ("timestamp", "datetime", "date", "unix")
-    if t.type == "date-format" and src and src not in known and not src.startswith("string:"):
+    if src not in DATE_SOURCE_FORMATS and not src.startswith("string:"):
         yield Problem(
             f"{path}.transformation.source_format",
             f"{src!r} is not timestamp, datetime, date, unix or string:<format>",
         )
 
 
+def _default_fits(type_: str, value: object) -> bool:
+    """Whether the JSON ``value`` becomes an AttributeValue of ``type_`` (the transform
+    stage converts defaults by their JSON kind)."""
+    if type_ == "N":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if type_ == "BOOL":
+        return isinstance(value, bool)
+    if type_ == "M":
+        return isinstance(value, dict)
+    if type_ == "L":
+        return isinstance(value, list)
+    if type_ == "S":
+        return isinstance(value, str)
+    return False  # B, SS, NS, BS have no JSON form; NULL needs no default
+
+
+def check_on_null_default(attr: Attribute, path: str) -> Iterator[Problem]:
+    options = attr.cutover
+    if options.on_null != "default" or _default_fits(attr.type, options.default):
+        return
+    if attr.type in ("S", "N", "BOOL", "M", "L"):
+        fix = "give a JSON value of that type"
+    else:
+        fix = "a JSON default can only make S, N, BOOL, M or L"
+    yield Problem(
+        f"{path}.cutover.default",
+        f"default {options.default!r} does not fit type {attr.type}; {fix}, or use on_null "
+        "'omit' or 'null'",
+    )
+
+
+ATTRIBUTE_CHECKS = (
+    check_attribute_source,
+    check_join_conditions,
+    check_join_targets,
+    check_select_qualifiers,
+)
+ATTRIBUTE_SHAPE_CHECKS = (
+    check_join_values,
+    check_calculation,
+    check_column_list,
+    check_derivation_type,
+    check_transformation_format,
+    check_on_null_default,
+)
+
+
 def check_attributes(table: Table, ti: int) -> Iterator[Problem]:
-    for base, source in _sources(table, ti):
-        counts = Counter(a.name for a in source.attributes)
-        for ai, attr in enumerate(source.attributes):
-            path = f"{base}.attributes[{ai}]"
-            if counts[attr.name] > 1:
-                yield Problem(f"{path}.name", f"attribute {attr.name!r} is defined twice")
-            yield from check_attribute(attr, source, path)
+    for path, attr, source in _attributes(table, ti):
+        for check in ATTRIBUTE_CHECKS:
+            yield from check(attr, source, path)
+        for shape_check in ATTRIBUTE_SHAPE_CHECKS:
+            yield from shape_check(attr, path)
 
 
-# --- checks against the source database ----------------------------------------------------
+# --- against the source database -------------------------------------------------------------
+
+
+def _describe(column: Column) -> str:
+    return "json" if column.data_type == "json" else column.column_type
 
 
 def _unknown_table(schema: SourceSchema, table: str, path: str) -> Problem:
@@ -408,60 +668,55 @@ def _unknown_column(schema: SourceSchema, table: str, column: str, path: str) ->
     return Problem(path, f"column {column!r} does not exist in table {table!r}{hint}")
 
 
-def _type_fit(attr: Attribute, data_type: str) -> str | None:
-    """Why a source column of ``data_type`` cannot feed ``attr`` directly, or None."""
-    t = attr.type
-    derived = attr.join or attr.calculation
-    if derived or t in ("S", "NULL"):
-        return None
-    transformation = attr.transformation
-    if transformation and transformation.type == "number-format":
-        return None if data_type in NUMERIC else "number-format needs a numeric column"
-    if transformation and transformation.type == "date-format":
-        src = transformation.source_format or "date"
-        ok = (
-            data_type in TEMPORAL
-            or (src == "unix" and data_type in NUMERIC)
-            or (src.startswith("string:") and data_type in TEXT)
+def _plain_fit(type_: str, data_type: str) -> str | None:
+    """Why a column of ``data_type`` cannot become ``type_`` as it is, or None."""
+    if type_ == "N" and data_type not in NUMERIC:
+        return "type N needs a numeric column (int, decimal, float, double, bit, year)"
+    if type_ == "BOOL" and data_type not in BOOLEAN:
+        return "type BOOL needs a TINYINT(1), BIT or BOOLEAN column"
+    if type_ in ("B", "BS") and data_type not in BINARY:
+        return f"type {type_} needs a binary or blob column"
+    if type_ in ("M", "L") and data_type != "json":
+        return (
+            f"type {type_} needs a JSON column (or a text column with a json-parse transformation)"
         )
-        return None if ok else f"date-format with source_format {src!r} cannot read it"
-    if t == "N" and data_type not in NUMERIC:
-        return "type N needs a numeric column"
-    if t == "BOOL" and data_type not in ("tinyint", "bit", "boolean"):
-        return "type BOOL needs a TINYINT(1) or BIT column"
-    if t in ("B", "BS") and data_type not in BINARY:
-        return f"type {t} needs a binary column"
-    parsed = transformation is not None and transformation.type == "json-parse"
-    if t in ("M", "L", "SS", "NS") and data_type != "json" and not (parsed and data_type in TEXT):
-        return f"type {t} needs a JSON column (or a text column with a json-parse transformation)"
+    if type_ in ("SS", "NS") and data_type != "json":
+        return f"type {type_} needs a JSON array column (or a lookup-table join)"
     return None
 
 
-def check_against_schema(contract: Contract, schema: SourceSchema) -> Iterator[Problem]:
-    for ti, table in enumerate(contract.tables):
-        for base, source in _sources(table, ti):
-            src = source.source_table
-            if not schema.has_table(src):
-                yield _unknown_table(schema, src, f"{base}.source_table")
-                continue
-            names = {a.name for a in source.attributes}
-            for ai, attr in enumerate(source.attributes):
-                path = f"{base}.attributes[{ai}]"
-                yield from _check_attribute_schema(schema, attr, src, path)
-            if table.type == "multi-entity":
-                for field in ("pk_template", "sk_template"):
-                    for name in template_fields(getattr(source, field) or ""):
-                        if name and name not in names and not schema.column(src, name):
-                            yield Problem(
-                                f"{base}.{field}",
-                                f"{{{name}}} is neither an attribute of entity "
-                                f"{source.entity_type!r} nor a column of {src!r}",
-                            )
-            yield from _check_options(schema, source, base)
+def _transformation_fit(t: Transformation, data_type: str) -> str | None:
+    if t.type == "number-format" and data_type not in NUMERIC:
+        return "number-format needs a numeric column"
+    if t.type == "date-format":
+        src = t.source_format or "date"
+        if src == "unix":
+            ok, needs = data_type in NUMERIC, "an integer column of epoch seconds"
+        elif src.startswith("string:"):
+            ok, needs = data_type in TEXT, "a text column"
+        else:
+            ok, needs = data_type in TEMPORAL, "a date, datetime or timestamp column"
+        return None if ok else f"date-format with source_format {src!r} needs {needs}"
+    if t.type == "json-parse" and data_type != "json" and data_type not in TEXT:
+        return "json-parse needs a JSON or text column"
+    return None
 
 
-def _check_attribute_schema(
-    schema: SourceSchema, attr: Attribute, src: str, path: str
+def _column_fit(attr: Attribute, data_type: str) -> str | None:
+    """Why a source column of ``data_type`` cannot feed ``attr``, or None."""
+    if attr.transformation is not None:
+        return _transformation_fit(attr.transformation, data_type)
+    if isinstance(attr.calculation, DateMathCalculation) and data_type not in TEMPORAL:
+        return "date-math needs date, datetime or timestamp columns"
+    if attr.join is not None or attr.calculation is not None:
+        return None  # the derivation makes the value; its select column is checked apart
+    if len(attr.columns) > 1 and attr.type in ("S", "L", "M"):
+        return None  # CONCAT_WS / JSON_ARRAY / JSON_OBJECT take any column
+    return _plain_fit(attr.type, data_type)
+
+
+def check_source_columns(
+    schema: SourceSchema, attr: Attribute, source: Source, path: str
 ) -> Iterator[Problem]:
     if not schema.has_table(attr.source_table):
         yield _unknown_table(schema, attr.source_table, f"{path}.source_table")
@@ -470,11 +725,29 @@ def _check_attribute_schema(
         col = schema.column(attr.source_table, column)
         if col is None:
             yield _unknown_column(schema, attr.source_table, column, f"{path}.source_column")
-        elif (why := _type_fit(attr, col.data_type)) is not None:
+        elif (why := _column_fit(attr, col.data_type)) is not None:
             yield Problem(
                 f"{path}.type",
-                f"{attr.type} cannot hold {attr.source_table}.{column} ({col.column_type}): {why}",
+                f"{attr.type} cannot hold {attr.source_table}.{column} ({_describe(col)}): {why}",
             )
+
+
+def check_string_format_fields(
+    schema: SourceSchema, attr: Attribute, source: Source, path: str
+) -> Iterator[Problem]:
+    t = attr.transformation
+    if t is None or t.type != "string-format" or not schema.has_table(source.source_table):
+        return
+    for name in template_fields(t.format or ""):
+        if name and schema.column(source.source_table, name) is None:
+            yield _unknown_column(
+                schema, source.source_table, name, f"{path}.transformation.format"
+            )
+
+
+def check_join_tables_exist(
+    schema: SourceSchema, attr: Attribute, source: Source, path: str
+) -> Iterator[Problem]:
     join = attr.join
     tables: list[tuple[str, str]] = []
     if isinstance(join, ChainJoin):
@@ -484,38 +757,169 @@ def _check_attribute_schema(
         ]
     elif join is not None and not isinstance(join, SelfJoin):
         tables = [(join.target_table, f"{path}.join.target_table")]
-    if isinstance(attr.calculation, AggregateCalculation):
-        tables.append((attr.calculation.target_table, f"{path}.calculation.target_table"))
+    elif isinstance(attr.calculation, AggregateCalculation):
+        tables = [(attr.calculation.target_table, f"{path}.calculation.target_table")]
     for table, tpath in tables:
         if not schema.has_table(table):
             yield _unknown_table(schema, table, tpath)
 
 
-def _check_options(schema: SourceSchema, source: Source, base: str) -> Iterator[Problem]:
-    src = source.source_table
-    opts = source.options
-    for field, column in (
-        ("partition_column", opts.partition_column),
-        ("version_column", opts.version_column),
-    ):
-        if column is None:
-            continue
-        col = schema.column(src, column)
-        if col is None:
-            yield _unknown_column(schema, src, column, f"{base}.cutover.{field}")
-        elif field == "version_column" and col.data_type not in TEMPORAL | NUMERIC:
-            yield Problem(
-                f"{base}.cutover.version_column",
-                f"{column!r} is {col.column_type}; a version column must be a "
-                "date-time or an integer",
+def _selected_columns(attr: Attribute, source: Source) -> list[tuple[str, str, str, bool]]:
+    """(relative path, SQL, default table, whether it is the attribute's value) of the
+    columns a join or aggregate selects."""
+    join, calc = attr.join, attr.calculation
+    if isinstance(join, SelfJoin):
+        return [("join.select_column", join.select_column, source.source_table, True)]
+    if isinstance(join, ChainJoin):
+        last = len(join.joins) - 1
+        scalar = join.chain_separator is None
+        return [
+            (
+                f"join.joins[{i}].select_column",
+                s.select_column,
+                s.target_table,
+                scalar and i == last,
             )
-    for column in source.source_key:
-        if schema.column(src, column) is None:
-            yield _unknown_column(schema, src, column, f"{base}.cutover.source_key")
+            for i, s in enumerate(join.joins)
+        ]
+    if isinstance(join, JsonConstructionJoin):
+        return [
+            (_key_path("join.construction.select_columns", k), v, join.target_table, False)
+            for k, v in join.construction.select_columns.items()
+        ]
+    if isinstance(join, ConditionalJoin):
+        return [("join.select_column", join.select_column, join.target_table, False)]
+    if join is not None:
+        collecting = isinstance(join, LookupTableJoin) and attr.type in _COLLECTING
+        return [("join.select_column", join.select_column, join.target_table, not collecting)]
+    if isinstance(calc, AggregateCalculation):
+        value = calc.operation in ("MIN", "MAX")
+        return [("calculation.select_column", calc.select_column, calc.target_table, value)]
+    return []
+
+
+def _aliases(attr: Attribute, source: Source) -> dict[str, str]:
+    """Qualifier -> real table, for the names a join's select columns may use."""
+    join = attr.join
+    if isinstance(join, SelfJoin):
+        return {join.join_alias: source.source_table}
+    return {name: name for name in _join_tables(attr)} | (
+        {attr.calculation.target_table: attr.calculation.target_table}
+        if isinstance(attr.calculation, AggregateCalculation)
+        else {}
+    )
+
+
+def check_selected_columns(
+    schema: SourceSchema, attr: Attribute, source: Source, path: str
+) -> Iterator[Problem]:
+    aliases = _aliases(attr, source)
+    for rel, sql, default_table, is_value in _selected_columns(attr, source):
+        ref = _column_ref(sql)
+        if ref is None:
+            continue  # an expression: MySQL judges it when the view is created
+        qualifier, column = ref
+        table = aliases.get(qualifier, qualifier) if qualifier else default_table
+        if table is None or not schema.has_table(table):
+            continue  # reported as an unknown table or a stray qualifier
+        col = schema.column(table, column)
+        if col is None:
+            if qualifier is None and schema.column(source.source_table, column):
+                continue  # a bare name MySQL resolves to the outer row
+            yield _unknown_column(schema, table, column, f"{path}.{rel}")
+            continue
+        why = _selected_fit(attr, col.data_type, is_value)
+        if why is not None:
+            yield Problem(
+                f"{path}.type",
+                f"{attr.type} cannot hold {table}.{column} ({_describe(col)}): {why}",
+            )
+
+
+def _selected_fit(attr: Attribute, data_type: str, is_value: bool) -> str | None:
+    calc = attr.calculation
+    if isinstance(calc, AggregateCalculation) and calc.operation in ("SUM", "AVG"):
+        return None if data_type in NUMERIC else f"{calc.operation} needs a numeric column"
+    if isinstance(attr.join, LookupTableJoin) and attr.type == "NS" and data_type not in NUMERIC:
+        return "a lookup-table NS collects numbers, so it needs a numeric select_column"
+    if is_value and attr.type in ("N", "BOOL", "B"):
+        return _plain_fit(attr.type, data_type)
+    return None
+
+
+def check_source_tables(schema: SourceSchema, table: Table, ti: int) -> Iterator[Problem]:
+    for base, source in _sources(table, ti):
+        if not schema.has_table(source.source_table):
+            yield _unknown_table(schema, source.source_table, f"{base}.source_table")
+
+
+SCHEMA_ATTRIBUTE_CHECKS = (
+    check_source_columns,
+    check_string_format_fields,
+    check_join_tables_exist,
+    check_selected_columns,
+)
+
+
+def check_attributes_against_schema(
+    schema: SourceSchema, table: Table, ti: int
+) -> Iterator[Problem]:
+    for path, attr, source in _attributes(table, ti):
+        if not schema.has_table(source.source_table):
+            continue
+        for check in SCHEMA_ATTRIBUTE_CHECKS:
+            yield from check(schema, attr, source, path)
+
+
+def check_source_options(schema: SourceSchema, table: Table, ti: int) -> Iterator[Problem]:
+    for base, source in _sources(table, ti):
+        if schema.has_table(source.source_table):
+            yield from _check_partition_and_version(schema, source, base)
+            yield from _check_source_key(schema, source, base)
+
+
+def _check_partition_and_version(
+    schema: SourceSchema, source: Source, base: str
+) -> Iterator[Problem]:
+    src, opts = source.source_table, source.options
+    if opts.partition_column is not None and schema.column(src, opts.partition_column) is None:
+        yield _unknown_column(
+            schema, src, opts.partition_column, f"{base}.cutover.partition_column"
+        )
+    if opts.version_column is None:
+        return
+    col = schema.column(src, opts.version_column)
+    if col is None:
+        yield _unknown_column(schema, src, opts.version_column, f"{base}.cutover.version_column")
+    elif col.data_type not in TEMPORAL | INTEGER:
+        yield Problem(
+            f"{base}.cutover.version_column",
+            f"{opts.version_column!r} is {_describe(col)}; a version column must be a "
+            "date, datetime, timestamp or integer that grows with every change",
+        )
+
+
+def _check_source_key(schema: SourceSchema, source: Source, base: str) -> Iterator[Problem]:
+    src, path = source.source_table, f"{base}.cutover.source_key"
     actual = schema.primary_key(src)
-    if actual and actual != source.source_key:
+    missing = [c for c in source.source_key if schema.column(src, c) is None]
+    if missing and source.options.source_key is None:
+        yield Problem(
+            path,
+            f"source_key defaults to ['id'], but {src!r} has no column 'id'; set "
+            f'"source_key": {actual or ["<unique columns>"]}',
+        )
+        return
+    for column in missing:
+        yield _unknown_column(schema, src, column, path)
+    if not actual:
         yield _warn(
-            f"{base}.cutover.source_key",
+            path,
+            f"{src!r} has no primary key; make sure source_key {source.source_key} is unique",
+        )
+    elif not missing and actual != source.source_key:
+        yield _warn(
+            path,
             f"the primary key of {src!r} is {actual}, not {source.source_key}; set "
             f'"source_key": {actual}',
         )
@@ -523,35 +927,44 @@ def _check_options(schema: SourceSchema, source: Source, base: str) -> Iterator[
 
 # --- entry points ----------------------------------------------------------------------------
 
+TABLE_CHECKS = (
+    check_item_size,
+    check_single_entity_keys,
+    check_entity_types,
+    check_key_collisions,
+    check_key_shapes,
+    check_attribute_types_agree,
+    check_gsi_count_and_names,
+    check_gsi_keys,
+    check_gsi_projection,
+    check_attribute_names,
+    check_attributes,
+)
+SCHEMA_TABLE_CHECKS = (
+    check_source_tables,
+    check_attributes_against_schema,
+    check_source_options,
+)
+
 
 def lint(contract: Contract, schema: SourceSchema | None = None) -> list[Problem]:
-    problems = list(check_tables(contract))
+    """Every problem of a structurally valid contract; with ``schema``, also those against
+    the source database."""
+    problems = list(check_table_names(contract))
     for ti, table in enumerate(contract.tables):
-        problems.extend(check_keys(table, ti))
-        problems.extend(check_gsis(table, ti))
-        problems.extend(check_attributes(table, ti))
-    if schema is not None:
-        problems.extend(check_against_schema(contract, schema))
-        # a template field the schema resolves is no longer worth a warning
-        problems = [p for p in problems if not _resolved_template_warning(p, contract, schema)]
+        for check in TABLE_CHECKS:
+            problems.extend(check(table, ti))
+        problems.extend(check_templates(table, ti, schema))
+        if schema is not None:
+            for schema_check in SCHEMA_TABLE_CHECKS:
+                problems.extend(schema_check(schema, table, ti))
     return problems
-
-
-def _resolved_template_warning(p: Problem, contract: Contract, schema: SourceSchema) -> bool:
-    if p.severity != "warning" or "lint --db checks" not in p.message:
-        return False
-    m = re.match(r"tables\[(\d+)\]\.entities\[(\d+)\]", p.path)
-    field = re.search(r"\{(.*)\} names no attribute", p.message)
-    if not m or not field:
-        return False
-    entities = contract.tables[int(m.group(1))].entities or []
-    entity = entities[int(m.group(2))]
-    return schema.column(entity.source_table, field.group(1)) is not None
 
 
 def lint_file(
     path: str | Path, schema: SourceSchema | None = None
 ) -> tuple[Contract | None, list[Problem]]:
+    """Load and lint ``path``; structural problems come back as errors and stop the lint."""
     try:
         contract = load_contract(path)
     except ContractError as exc:

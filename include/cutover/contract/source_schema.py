@@ -7,6 +7,27 @@ from typing import Any
 
 from cutover.db import query
 
+_COLUMNS_SQL = (
+    "SELECT c.TABLE_NAME, c.COLUMN_NAME, LOWER(c.DATA_TYPE), LOWER(c.COLUMN_TYPE), "
+    "c.IS_NULLABLE, {is_json} "
+    "FROM information_schema.COLUMNS c "
+    "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
+    "AND t.TABLE_NAME = c.TABLE_NAME AND t.TABLE_TYPE = 'BASE TABLE' "
+    "WHERE c.TABLE_SCHEMA = DATABASE() "
+    "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
+)
+# MariaDB stores JSON as LONGTEXT guarded by a json_valid(`col`) check constraint
+_MARIADB_IS_JSON = (
+    "EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k "
+    "WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
+    "AND k.CHECK_CLAUSE LIKE CONCAT('%json_valid(`', c.COLUMN_NAME, '`)%'))"
+)
+_PRIMARY_KEY_SQL = (
+    "SELECT k.TABLE_NAME, k.COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE k "
+    "WHERE k.TABLE_SCHEMA = DATABASE() AND k.CONSTRAINT_NAME = 'PRIMARY' "
+    "ORDER BY k.TABLE_NAME, k.ORDINAL_POSITION"
+)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -18,32 +39,26 @@ class Column:
 
 @dataclass
 class SourceSchema:
+    """Tables of the connection's database: ``tables[table][column]`` and primary keys in
+    key order."""
+
     tables: dict[str, dict[str, Column]] = field(default_factory=dict)
     primary_keys: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_connection(cls, conn: Any) -> SourceSchema:
+        (version,) = query(conn, "SELECT VERSION()")[0]
+        is_json = _MARIADB_IS_JSON if "mariadb" in str(version).lower() else "0"
         schema = cls()
-        rows = query(
-            conn,
-            "SELECT c.TABLE_NAME, c.COLUMN_NAME, LOWER(c.DATA_TYPE), LOWER(c.COLUMN_TYPE), "
-            "c.IS_NULLABLE, c.COLUMN_KEY, c.CHECK_CONSTRAINT_JSON FROM ("
-            "SELECT c.*, (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k "
-            "WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
-            "AND k.CHECK_CLAUSE LIKE CONCAT('%json_valid(`', c.COLUMN_NAME, '`)%') LIMIT 1) "
-            "AS CHECK_CONSTRAINT_JSON FROM information_schema.COLUMNS c "
-            "WHERE c.TABLE_SCHEMA = DATABASE()) AS c "
-            "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
-            "AND t.TABLE_NAME = c.TABLE_NAME AND t.TABLE_TYPE = 'BASE TABLE' "
-            "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
-        )
-        for table, name, data_type, column_type, nullable, key, is_json in rows:
-            # MariaDB stores JSON as LONGTEXT with a json_valid() check
-            kind = "json" if is_json else data_type
+        for table, name, data_type, column_type, nullable, json_check in query(
+            conn, _COLUMNS_SQL.format(is_json=is_json)
+        ):
+            kind = "json" if json_check else data_type
             schema.tables.setdefault(table, {})[name] = Column(
                 name, kind, column_type, nullable == "YES"
             )
-            if key == "PRI":
+        for table, name in query(conn, _PRIMARY_KEY_SQL):
+            if table in schema.tables:
                 schema.primary_keys.setdefault(table, []).append(name)
         return schema
 

@@ -16,7 +16,6 @@ from cutover.transform.attribute_values import (
     MAX_ITEM_BYTES,
     BadValue,
     convert,
-    from_json_value,
     item_size,
 )
 
@@ -132,7 +131,9 @@ class _SourceBuilder:
                 if option.on_null == "null":
                     av = {"NULL": True}
                 elif option.on_null == "default":
-                    av = from_json_value(option.default)
+                    av = convert(attr.type, option.default)  # lint checked it fits the type
+                    if av is None:
+                        continue
                 else:
                     continue
             item[attr.name] = av
