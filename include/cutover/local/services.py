@@ -122,10 +122,13 @@ class DynamoLocal:
         storage = ["-inMemory"] if self.in_memory else ["-dbPath", str(self.data_dir)]
         if not self.in_memory:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        # a large in-memory table needs more than Java's default heap (a quarter of RAM)
+        heap = os.environ.get("CUTOVER_DYNAMODB_HEAP")
+        jvm = [f"-Xmx{heap}"] if heap else []
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                [java, "-Djava.library.path=DynamoDBLocal_lib", "-jar", str(jar), "-sharedDb",
-                 "-port", str(self.port), *storage],
+                [java, *jvm, "-Djava.library.path=DynamoDBLocal_lib", "-jar", str(jar),
+                 "-sharedDb", "-port", str(self.port), *storage],
                 cwd=self.home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
