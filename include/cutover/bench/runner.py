@@ -209,6 +209,8 @@ def _child_peak_rss(settings: Settings, args: list[str]) -> tuple[float, float]:
             [sys.executable, "-m", "cutover.cli", args[0], contract_path, *args[1:]],
             env=env,
             stdout=subprocess.DEVNULL,
+            # posix_spawn, not fork: a forked child's ru_maxrss would count this process's pages
+            close_fds=False,
         )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
