@@ -1,4 +1,8 @@
-"""What each DynamoDB table of a contract should look like (keys, GSIs, billing)."""
+"""What each DynamoDB table of a contract should look like: keys, key types, GSIs, billing.
+
+Pure: a contract in, ``TableSpec`` objects out. Creating tables and comparing them with what
+DynamoDB has is ``cutover.prepare.tables``.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,18 @@ from typing import Any
 
 from cutover.contract.model import Contract, Table
 
+KeySchema = tuple[tuple[str, str], ...]  # ((attribute name, "HASH" | "RANGE"), ...)
+CONTRACT_TAG = "cutover:contract"
+DEFAULT_CAPACITY = 5
+
 
 @dataclass(frozen=True)
 class GsiSpec:
     name: str
-    hash_key: str
-    range_key: str | None
-    projection: str
-    non_key_attributes: tuple[str, ...]
-    path: str
-
-    def key_schema(self) -> list[dict[str, str]]:
-        return _key_schema(self.hash_key, self.range_key)
+    key_schema: KeySchema
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    non_key_attributes: tuple[str, ...]  # only for INCLUDE
+    contract_path: str  # e.g. tables[0].gsis[1]
 
     def projection_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ProjectionType": self.projection}
@@ -29,60 +33,56 @@ class GsiSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    name: str
-    hash_key: str
-    range_key: str | None
-    attribute_types: dict[str, str]
+    name: str  # the physical name: prefix + the contract's table name
+    key_schema: KeySchema
+    attribute_types: dict[str, str]  # key attributes of the table and its GSIs only
     gsis: tuple[GsiSpec, ...]
-    billing_mode: str
+    billing_mode: str  # PAY_PER_REQUEST | PROVISIONED
     rcu: int
     wcu: int
-    contract: str
-    path: str  # JSON path of the table in the contract, e.g. tables[1]
-
-    def key_schema(self) -> list[dict[str, str]]:
-        return _key_schema(self.hash_key, self.range_key)
+    contract_path: str  # e.g. tables[1]
+    contract: str | None = None  # the contract's name (tag value); None for cutover's own
 
     def to_create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for boto3 ``create_table``."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
-            "KeySchema": self.key_schema(),
+            "KeySchema": key_schema_dicts(self.key_schema),
             "AttributeDefinitions": [
-                {"AttributeName": n, "AttributeType": t}
-                for n, t in sorted(self.attribute_types.items())
+                {"AttributeName": n, "AttributeType": t} for n, t in self.attribute_types.items()
             ],
             "BillingMode": self.billing_mode,
-            "Tags": [{"Key": "cutover:contract", "Value": self.contract}],
         }
+        provisioned = self.billing_mode == "PROVISIONED"
         throughput = {"ReadCapacityUnits": self.rcu, "WriteCapacityUnits": self.wcu}
-        if self.billing_mode == "PROVISIONED":
+        if provisioned:
             kwargs["ProvisionedThroughput"] = throughput
         if self.gsis:
             kwargs["GlobalSecondaryIndexes"] = [
                 {
                     "IndexName": g.name,
-                    "KeySchema": g.key_schema(),
+                    "KeySchema": key_schema_dicts(g.key_schema),
                     "Projection": g.projection_dict(),
-                    **(
-                        {"ProvisionedThroughput": throughput}
-                        if self.billing_mode == "PROVISIONED"
-                        else {}
-                    ),
+                    **({"ProvisionedThroughput": dict(throughput)} if provisioned else {}),
                 }
                 for g in self.gsis
             ]
+        if self.contract is not None:
+            kwargs["Tags"] = [{"Key": CONTRACT_TAG, "Value": self.contract}]
         return kwargs
 
 
-def _key_schema(hash_key: str, range_key: str | None) -> list[dict[str, str]]:
-    keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
-    if range_key:
-        keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
-    return keys
+def key_schema_dicts(schema: KeySchema) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "KeyType": kind} for name, kind in schema]
+
+
+def key_schema(hash_key: str, range_key: str | None) -> KeySchema:
+    return ((hash_key, "HASH"),) + (((range_key, "RANGE"),) if range_key else ())
 
 
 def attribute_types(table: Table) -> dict[str, str]:
-    """The type of every attribute name of the table (first definition wins)."""
+    """The type of every attribute name of the table, searching all entities (the first
+    definition wins); a multi-entity table's template-rendered pk/sk are S."""
     types: dict[str, str] = {}
     for source in table.sources:
         for attr in source.attributes:
@@ -95,33 +95,42 @@ def attribute_types(table: Table) -> dict[str, str]:
 
 
 def table_spec(contract: Contract, index: int, prefix: str = "") -> TableSpec:
+    """The spec of ``contract.tables[index]``. A key naming no attribute defaults to S (lint
+    reports that contract as invalid before any table is created)."""
     table = contract.tables[index]
+    path = f"tables[{index}]"
+    gsis = tuple(
+        GsiSpec(
+            name=g.index_name,
+            key_schema=key_schema(g.pk, g.sk),
+            projection=g.projection,
+            non_key_attributes=(
+                tuple(g.projected_attributes or ()) if g.projection == "INCLUDE" else ()
+            ),
+            contract_path=f"{path}.gsis[{i}]",
+        )
+        for i, g in enumerate(table.gsis)
+    )
+    base_keys = key_schema(table.pk, table.sk)
     types = attribute_types(table)
-    keys = {table.pk, table.sk, *(k for g in table.gsis for k in (g.pk, g.sk))} - {None}
+    key_types: dict[str, str] = {}
+    for schema in (base_keys, *(g.key_schema for g in gsis)):
+        for name, _ in schema:
+            key_types.setdefault(name, types.get(name, "S"))
     opts = table.cutover
     return TableSpec(
         name=prefix + table.table,
-        hash_key=table.pk,
-        range_key=table.sk,
-        attribute_types={k: types.get(k, "S") for k in keys if k is not None},
-        gsis=tuple(
-            GsiSpec(
-                name=g.index_name,
-                hash_key=g.pk,
-                range_key=g.sk,
-                projection=g.projection,
-                non_key_attributes=tuple(g.projected_attributes or ()),
-                path=f"tables[{index}].gsis[{i}]",
-            )
-            for i, g in enumerate(table.gsis)
-        ),
+        key_schema=base_keys,
+        attribute_types=key_types,
+        gsis=gsis,
         billing_mode=opts.billing_mode,
-        rcu=opts.read_capacity or 5,
-        wcu=opts.write_capacity or 5,
+        rcu=opts.read_capacity or DEFAULT_CAPACITY,
+        wcu=opts.write_capacity or DEFAULT_CAPACITY,
+        contract_path=path,
         contract=contract.name,
-        path=f"tables[{index}]",
     )
 
 
 def table_specs(contract: Contract, prefix: str = "") -> list[TableSpec]:
+    """One spec per table of the contract, in contract order."""
     return [table_spec(contract, i, prefix) for i in range(len(contract.tables))]
