@@ -37,6 +37,7 @@ class SelfJoin(_Model):
 class ForeignKeyJoin(_Model):
     type: Literal["foreign-key"]
     target_table: str
+    join_alias: str | None = None  # cutover: name the target (needed when it is the source)
     join_condition: str
     select_column: str
     null_value: str | None = None
@@ -45,6 +46,7 @@ class ForeignKeyJoin(_Model):
 class MultiColumnJoin(_Model):
     type: Literal["multi-column"]
     target_table: str
+    join_alias: str | None = None
     join_conditions: list[str] = Field(min_length=1)
     select_column: str
     null_value: str | None = None
@@ -54,6 +56,7 @@ class ConditionalJoin(_Model):
     type: Literal["conditional"]
     condition: str
     target_table: str
+    join_alias: str | None = None
     join_condition: str
     select_column: str
     else_value: str
@@ -75,6 +78,7 @@ class ChainJoin(_Model):
 class LookupTableJoin(_Model):
     type: Literal["lookup-table"]
     target_table: str
+    join_alias: str | None = None
     join_condition: str
     select_column: str
     null_value: str | None = None
@@ -90,6 +94,7 @@ class Construction(_Model):
 class JsonConstructionJoin(_Model):
     type: Literal["json-construction"]
     target_table: str
+    join_alias: str | None = None
     join_condition: str
     construction: Construction
 
@@ -111,6 +116,7 @@ Join = Annotated[
 class AggregateCalculation(_Model):
     type: Literal["aggregate"]
     target_table: str
+    join_alias: str | None = None  # cutover: name the target (e.g. 'child')
     join_condition: str
     operation: Literal["SUM", "COUNT", "AVG", "MIN", "MAX"]
     select_column: str
