@@ -237,34 +237,45 @@ def is_same_row(tree: exp.Expression, table: str) -> bool:
     return True
 
 
-def scope_problems(
-    tree: exp.Expression, sql: str, scope: Scope, schema: SourceSchema | None
+def _local_tables(tree: exp.Expression) -> dict[str, str]:
+    """Qualifier -> table of the tables a fragment's own subqueries read."""
+    return {t.alias_or_name: t.name for t in tree.find_all(exp.Table)}
+
+
+def qualifier_problems(tree: exp.Expression, sql: str, scope: Scope) -> Iterator[str]:
+    """Why the fragment names tables outside its scope (the tables its attribute reads)."""
+    tables = {**scope.tables, **_local_tables(tree)}
+    for qualifier in sorted(qualifiers(tree) - set(tables)):
+        known = ", ".join(sorted(tables)) or "none"
+        yield (
+            f"{sql!r} names {qualifier!r}, which is not a table this attribute reads "
+            f"(it may use: {known})"
+        )
+
+
+def column_problems(
+    tree: exp.Expression, sql: str, scope: Scope, schema: SourceSchema
 ) -> Iterator[str]:
-    """Why the fragment reaches outside its scope: qualifiers it may not use, and (given the
-    live schema) columns its tables do not have."""
-    local = {t.alias_or_name: t.name for t in tree.find_all(exp.Table)}
+    """Why the fragment names tables or columns the live schema does not have."""
+    local = _local_tables(tree)
     tables = {**scope.tables, **local}
-    if schema is not None:
-        for real in sorted(set(local.values())):
-            if not schema.has_table(real):
-                yield f"{sql!r} reads table {real!r}, which does not exist in the source database"
+    for real in sorted(set(local.values())):
+        if not schema.has_table(real):
+            yield f"{sql!r} reads table {real!r}, which does not exist in the source database"
+    seen: set[tuple[str | None, str]] = set()
     for qualifier, column in column_refs(tree):
-        if qualifier is not None and qualifier not in tables:
-            known = ", ".join(sorted(tables)) or "none"
-            yield (
-                f"{sql!r} names {qualifier!r}, which is not a table this attribute reads "
-                f"(it may use: {known})"
-            )
+        if (qualifier, column) in seen or (qualifier is not None and qualifier not in tables):
             continue
-        if schema is None:
-            continue
+        seen.add((qualifier, column))
         if qualifier is not None:
             table = tables[qualifier]
             if schema.has_table(table) and schema.column(table, column) is None:
                 yield f"{sql!r}: column {column!r} does not exist in table {table!r}"
-        elif not any(schema.column(t, column) for t in (*local.values(), *scope.bare)):
-            where = " or ".join(repr(t) for t in (*local.values(), *scope.bare))
-            yield f"{sql!r}: column {column!r} does not exist in {where}"
+        else:
+            candidates = [t for t in (*local.values(), *scope.bare) if schema.has_table(t)]
+            if candidates and not any(schema.column(t, column) for t in candidates):
+                where = " or ".join(repr(t) for t in dict.fromkeys(candidates))
+                yield f"{sql!r}: column {column!r} does not exist in {where}"
 
 
 # --- rendering -----------------------------------------------------------------------------

@@ -8,8 +8,18 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from cutover.contract.attribute_fragments import attribute_fragments, key_path, target_of
+from cutover.contract.fix import rewrite_self_reference
+from cutover.contract.fragments import (
+    FragmentError,
+    as_column,
+    column_problems,
+    parse,
+    qualifier_problems,
+    qualifiers,
+)
 from cutover.contract.load import load_contract
 from cutover.contract.model import (
     KEY_TYPES,
@@ -33,6 +43,7 @@ from cutover.contract.model import (
 )
 from cutover.contract.reserved import DYNAMODB_RESERVED_WORDS
 from cutover.contract.source_schema import Column, SourceSchema
+from cutover.contract.views import else_reads_target, key_attribute, reads_same_row
 from cutover.errors import ContractError
 from cutover.transform.items import VERSION_ATTRIBUTE
 
@@ -54,8 +65,6 @@ TRANSFORMATION_TYPES = {
     "json-parse": JSON_PARSE_TYPES,
 }
 _COLLECTING = ("SS", "NS", "BS", "L")  # a lookup-table join collects every match for these
-_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_COLUMN_REF = re.compile(r"`?([A-Za-z_]\w*)`?\s*\.\s*`?([A-Za-z_]\w*)`?|`?([A-Za-z_]\w*)`?")
 
 
 @dataclass(frozen=True)
@@ -95,35 +104,15 @@ def _types_by_name(table: Table) -> dict[str, set[str]]:
     return types
 
 
-def _key_path(base: str, key: str) -> str:
-    return f"{base}.{key}" if re.fullmatch(r"[A-Za-z_]\w*", key) else f'{base}["{key}"]'
+_key_path = key_path
 
 
-def _without_strings(sql: str) -> str:
-    return _STRING_LITERAL.sub("''", sql)
-
-
-def _mentions(sql: str, name: str) -> bool:
-    """Whether ``sql`` qualifies a column with ``name`` (``name.col`` or `` `name`.col``)."""
-    pattern = rf"(?<![\w.])`?{re.escape(name)}`?\s*\."
-    return re.search(pattern, _without_strings(sql)) is not None
-
-
-def _qualifiers(sql: str) -> set[str]:
-    """Table qualifiers of a plain column expression; a subquery has its own scope, so
-    expressions with parentheses are not judged."""
-    sql = _without_strings(sql)
-    if "(" in sql:
-        return set()
-    return set(re.findall(r"(?<![\w.])`?([A-Za-z_]\w*)`?\s*\.\s*`?[A-Za-z_*]", sql))
-
-
-def _column_ref(sql: str) -> tuple[str | None, str] | None:
-    """``(qualifier, column)`` when ``sql`` is a bare column reference, else None."""
-    m = _COLUMN_REF.fullmatch(sql.strip())
-    if m is None or sql.strip().upper() in ("NULL", "TRUE", "FALSE"):
+def _tree(sql: str, kind: str = "expression") -> Any:
+    """The parsed fragment, or None when it does not parse (check_fragments reports it)."""
+    try:
+        return parse(sql, kind)  # type: ignore[arg-type]
+    except FragmentError:
         return None
-    return (m.group(1), m.group(2)) if m.group(2) else (None, m.group(3))
 
 
 def _skeleton(template: str) -> str:
@@ -198,18 +187,42 @@ def check_entity_types(table: Table, ti: int) -> Iterator[Problem]:
         )
 
 
-def check_key_collisions(table: Table, ti: int) -> Iterator[Problem]:
-    """An attribute may not be named like the key its entity's template makes."""
+def _derivation_skeleton(attr: Attribute) -> str:
+    """The shape of the text an attribute makes: a string-format's literal parts around
+    ``{}``, else one value."""
+    t = attr.transformation
+    if t is not None and t.type == "string-format" and t.format not in ("upper", "lower", "trim"):
+        return _skeleton(t.format or "")
+    return "{}"
+
+
+def check_key_attributes(table: Table, ti: int) -> Iterator[Problem]:
+    """An attribute named after a key makes that key (workshop semantics); the entity's
+    template then only describes it, and should have the same shape."""
     if table.type != "multi-entity":
         return
-    for path, attr, _ in _attributes(table, ti):
-        if attr.name in (table.pk, table.sk):
-            field = "pk" if attr.name == table.pk else "sk"
-            yield Problem(
-                f"{path}.name",
-                f"attribute {attr.name!r} collides with the key that {field}_template makes; "
-                "rename or drop the attribute (the template makes the key)",
-            )
+    for ei, entity in enumerate(table.entities or []):
+        source = table.sources[ei]
+        for field, key in (("pk", table.pk), ("sk", table.sk)):
+            attr = key_attribute(source, key)
+            template = getattr(entity, f"{field}_template")
+            if attr is None or not template:
+                continue
+            made, described = _derivation_skeleton(attr), _skeleton(template)
+            if made != described:
+                ai = entity.attributes.index(attr)
+                yield _warn(
+                    f"tables[{ti}].entities[{ei}].{field}_template",
+                    f"{template!r} has the shape {described!r}, but attribute {key!r} "
+                    f"(attributes[{ai}]), which makes the key, has the shape {made!r}; the "
+                    "attribute wins: align the template (it documents the key) or the "
+                    "attribute",
+                )
+
+
+def _key_shape(source: Source, key: str | None, template: str | None) -> str:
+    attr = key_attribute(source, key)
+    return _derivation_skeleton(attr) if attr is not None else _skeleton(template or "")
 
 
 def check_key_shapes(table: Table, ti: int) -> Iterator[Problem]:
@@ -217,13 +230,17 @@ def check_key_shapes(table: Table, ti: int) -> Iterator[Problem]:
     seen: dict[tuple[str, str], int] = {}
     for ei, entity in enumerate(table.entities or []):
         path = f"tables[{ti}].entities[{ei}]"
-        if not template_fields(entity.pk_template) and not template_fields(entity.sk_template):
+        source = table.sources[ei]
+        shape = (
+            _key_shape(source, table.pk, entity.pk_template),
+            _key_shape(source, table.sk, entity.sk_template),
+        )
+        if "{}" not in shape[0] and "{}" not in shape[1]:
             yield Problem(
                 f"{path}.sk_template",
-                "both key templates are constant, so every row gets the same key; "
+                "both keys are constant, so every row gets the same key; "
                 "put a {field} in pk_template or sk_template",
             )
-        shape = (_skeleton(entity.pk_template), _skeleton(entity.sk_template))
         if shape in seen:
             yield Problem(
                 f"{path}.sk_template",
@@ -239,7 +256,9 @@ def check_templates(table: Table, ti: int, schema: SourceSchema | None) -> Itera
     for ei, entity in enumerate(table.entities or []):
         path = f"tables[{ti}].entities[{ei}]"
         names = {a.name for a in entity.attributes}
-        for field in ("pk_template", "sk_template"):
+        for field, key in (("pk_template", table.pk), ("sk_template", table.sk)):
+            if key in names:
+                continue  # the attribute named after the key makes it; the template is prose
             for name in template_fields(getattr(entity, field)):
                 if not name:
                     yield Problem(f"{path}.{field}", "empty {} in the template; name an attribute")
@@ -406,12 +425,30 @@ def _join_conditions(attr: Attribute) -> list[tuple[str, str]]:
     return []
 
 
+def _names(sql: str) -> set[str] | None:
+    """Table qualifiers a fragment uses; None when it does not parse (reported apart)."""
+    tree = _tree(sql)
+    return None if tree is None else qualifiers(tree)
+
+
+def check_fragments(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+    """Each SQL fragment is one allow-listed expression naming only its attribute's tables."""
+    for use in attribute_fragments(attr, source):
+        try:
+            tree = parse(use.sql, use.kind)
+        except FragmentError as exc:
+            yield Problem(f"{path}.{use.rel}", exc.message)
+            continue
+        for message in qualifier_problems(tree, use.sql, use.scope):
+            yield Problem(f"{path}.{use.rel}", message)
+
+
 def check_join_conditions(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
     src = source.source_table
     join = attr.join
     if isinstance(join, SelfJoin):
-        cond = join.join_condition
-        if not (_mentions(cond, src) and _mentions(cond, join.join_alias)):
+        names = _names(join.join_condition)
+        if names is not None and not {src, join.join_alias} <= names:
             yield Problem(
                 f"{path}.join.join_condition",
                 f"a self-join condition must compare {join.join_alias!r} with {src!r} "
@@ -419,23 +456,36 @@ def check_join_conditions(attr: Attribute, source: Source, path: str) -> Iterato
                 "every row",
             )
     for rel, cond in _join_conditions(attr):
-        if not _mentions(cond, src):
+        names = _names(cond)
+        if names is not None and src not in names:
             yield Problem(
                 f"{path}.{rel}",
                 f"the condition never refers to the source table {src!r}, so it would match "
                 f"every row; compare a column of {src!r} (e.g. {src}.<column>)",
             )
-    if isinstance(join, ConditionalJoin) and not _mentions(join.condition, src):
-        # bare column names are valid SQL, so this cannot be proven wrong: a warning
-        yield _warn(
-            f"{path}.join.condition",
-            f"the condition never names the source table {src!r}; unless its bare columns "
-            f"are columns of {src!r}, it is the same for every row (write {src}.<column>)",
-        )
+    if isinstance(join, ConditionalJoin):
+        names = _names(join.condition)
+        if names is not None and src not in names:
+            # bare column names are valid SQL, so this cannot be proven wrong: a warning
+            yield _warn(
+                f"{path}.join.condition",
+                f"the condition never names the source table {src!r}; unless its bare "
+                f"columns are columns of {src!r}, it is the same for every row (write "
+                f"{src}.<column>)",
+            )
+
+
+def _raw_derivations(attr: Attribute) -> dict[str, Any]:
+    return {
+        field: getattr(attr, field).model_dump(by_alias=True, exclude_none=True)
+        for field in ("join", "calculation")
+        if getattr(attr, field) is not None
+    }
 
 
 def check_join_targets(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
-    """A correlated subquery over the source table itself hides the outer row."""
+    """A correlated subquery over the source table itself, with no alias, hides the outer
+    row, unless its condition equates a column with itself (it then reads the same row)."""
     src = source.source_table
     join = attr.join
     if isinstance(join, SelfJoin):
@@ -446,57 +496,81 @@ def check_join_targets(attr: Attribute, source: Source, path: str) -> Iterator[P
             )
         return
     if isinstance(join, ChainJoin):
-        targets = [
-            (f"join.joins[{i}].target_table", s.target_table) for i, s in enumerate(join.joins)
-        ]
-    elif join is not None:
-        targets = [("join.target_table", join.target_table)]
-    elif isinstance(attr.calculation, AggregateCalculation):
-        targets = [("calculation.target_table", attr.calculation.target_table)]
-    else:
-        targets = []
-    for rel, target in targets:
-        if target == src:
-            fix = (
-                "use a self-join with a join_alias"
-                if join is not None
-                else "an aggregate over its own source table cannot tell the outer row from "
-                "the inner ones"
-            )
-            yield Problem(
-                f"{path}.{rel}",
-                f"target_table is the source table {src!r} itself, so the condition cannot "
-                f"reach the outer row; {fix}",
-            )
+        for i, step in enumerate(join.joins):
+            if step.target_table == src:
+                yield Problem(
+                    f"{path}.join.joins[{i}].target_table",
+                    f"a chain step over the source table {src!r} itself cannot tell the outer "
+                    "row from the inner ones; start the chain at another table or use a "
+                    "self-join",
+                )
+        return
+    target = target_of(attr)
+    if target is None or target[0] != src or target[1]:
+        return
+    found = rewrite_self_reference(attr, source, _raw_derivations(attr))
+    if found is None:
+        return  # same-row read (t.id = t.id)
+    field, new = found
+    import json
+
+    yield Problem(
+        f"{path}.{field}.target_table",
+        f"target_table is the source table {src!r} itself and has no alias, so inside the "
+        f"subquery both sides of the condition are the inner row and it never reaches the "
+        f"outer one; rewrite {field} as {json.dumps(new, ensure_ascii=False)} "
+        "(`cutover contract fix` writes it)",
+    )
+
+
+def check_else_value(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
+    """A dotted ``else_value`` is a column of the joined row (the workshop's rule); it must
+    name the join's own table or alias."""
+    join = attr.join
+    if not isinstance(join, ConditionalJoin) or else_reads_target(join):
+        return
+    tree = _tree(join.else_value)
+    ref = as_column(tree) if tree is not None else None
+    if ref is None or ref[0] is None:
+        return  # a literal text
+    found = rewrite_self_reference(attr, source, _raw_derivations(attr))
+    if found is not None:
+        return  # the self-reference rewrite names this alias; reported once, there
+    name = join.join_alias or join.target_table
+    yield Problem(
+        f"{path}.join.else_value",
+        f"{join.else_value!r} reads like a column of {ref[0]!r}, but this join names its "
+        f'table {name!r}; write {name}.{ref[1]}, add "join_alias": "{ref[0]}", or quote '
+        "it as text",
+    )
+
+
+def _select_tables(attr: Attribute, source: Source) -> set[str]:
+    """The names a join's select columns may be qualified with."""
+    tables = _join_tables(attr)
+    target = target_of(attr)
+    if target is not None:
+        tables = {target[1] or target[0]}
+        if reads_same_row(target[0], target[1], _join_conditions(attr)[0][1], source):
+            tables.add(source.source_table)
+    return tables
 
 
 def check_select_qualifiers(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
-    allowed = _join_tables(attr)
-    join = attr.join
-    selects: list[tuple[str, str]] = []
-    if isinstance(join, ChainJoin):
-        selects = [
-            (f"join.joins[{i}].select_column", s.select_column) for i, s in enumerate(join.joins)
-        ]
-    elif isinstance(join, JsonConstructionJoin):
-        c = join.construction
-        selects = [
-            (_key_path("join.construction.select_columns", k), v)
-            for k, v in c.select_columns.items()
-        ]
-        if c.order_by:
-            selects.append(("join.construction.order_by", c.order_by))
-    elif join is not None:
-        selects = [("join.select_column", join.select_column)]
-    elif isinstance(attr.calculation, AggregateCalculation):
-        allowed = {attr.calculation.target_table}
-        selects = [("calculation.select_column", attr.calculation.select_column)]
-    for rel, sql in selects:
-        stray = _qualifiers(sql) - allowed
+    allowed = _select_tables(attr, source)
+    for use in attribute_fragments(attr, source):
+        if not use.rel.split(".")[-1].startswith(("select_column", "order_by")) and (
+            "select_columns" not in use.rel
+        ):
+            continue
+        names = _names(use.sql) if use.kind == "expression" else None
+        if use.kind == "order_by" and (tree := _tree(use.sql, "order_by")) is not None:
+            names = qualifiers(tree)
+        stray = ((names or set()) & set(use.scope.tables)) - allowed
         if stray:
             yield Problem(
-                f"{path}.{rel}",
-                f"{sql!r} names {', '.join(sorted(stray))}, which is not "
+                f"{path}.{use.rel}",
+                f"{use.sql!r} names {', '.join(sorted(stray))}, which is not "
                 f"{' or '.join(repr(t) for t in sorted(allowed))}; select from the joined "
                 "table",
             )
@@ -627,8 +701,10 @@ def check_on_null_default(attr: Attribute, path: str) -> Iterator[Problem]:
 
 ATTRIBUTE_CHECKS = (
     check_attribute_source,
+    check_fragments,
     check_join_conditions,
     check_join_targets,
+    check_else_value,
     check_select_qualifiers,
 )
 ATTRIBUTE_SHAPE_CHECKS = (
@@ -803,11 +879,27 @@ def _aliases(attr: Attribute, source: Source) -> dict[str, str]:
     join = attr.join
     if isinstance(join, SelfJoin):
         return {join.join_alias: source.source_table}
-    return {name: name for name in _join_tables(attr)} | (
-        {attr.calculation.target_table: attr.calculation.target_table}
-        if isinstance(attr.calculation, AggregateCalculation)
-        else {}
-    )
+    target = target_of(attr)
+    if target is not None:
+        return {target[1] or target[0]: target[0], source.source_table: source.source_table}
+    return {name: name for name in _join_tables(attr)}
+
+
+def _is_select(rel: str) -> bool:
+    return rel.endswith("select_column") or ".select_columns" in rel
+
+
+def check_fragment_columns(
+    schema: SourceSchema, attr: Attribute, source: Source, path: str
+) -> Iterator[Problem]:
+    """Columns of conditions and expressions must exist in the tables they name (a select
+    that is one column is judged, with its type, by check_selected_columns)."""
+    for use in attribute_fragments(attr, source):
+        tree = _tree(use.sql, use.kind)
+        if tree is None or (_is_select(use.rel) and as_column(tree) is not None):
+            continue
+        for message in column_problems(tree, use.sql, use.scope, schema):
+            yield Problem(f"{path}.{use.rel}", message)
 
 
 def check_selected_columns(
@@ -815,7 +907,8 @@ def check_selected_columns(
 ) -> Iterator[Problem]:
     aliases = _aliases(attr, source)
     for rel, sql, default_table, is_value in _selected_columns(attr, source):
-        ref = _column_ref(sql)
+        tree = _tree(sql)
+        ref = as_column(tree) if tree is not None else None
         if ref is None:
             continue  # an expression: MySQL judges it when the view is created
         qualifier, column = ref
@@ -858,6 +951,7 @@ SCHEMA_ATTRIBUTE_CHECKS = (
     check_string_format_fields,
     check_join_tables_exist,
     check_selected_columns,
+    check_fragment_columns,
 )
 
 
@@ -931,7 +1025,7 @@ TABLE_CHECKS = (
     check_item_size,
     check_single_entity_keys,
     check_entity_types,
-    check_key_collisions,
+    check_key_attributes,
     check_key_shapes,
     check_attribute_types_agree,
     check_gsi_count_and_names,

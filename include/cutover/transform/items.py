@@ -89,14 +89,12 @@ class _SourceBuilder:
         self.table = table
         self.source = source
         self.multi = table.type == "multi-entity"
-        key_names = {table.pk, table.sk} - {None}
-        self.attributes: list[Attribute] = [
-            a for a in source.attributes if not (self.multi and a.name in key_names)
-        ]
-        self.key_types = {table.pk: "S", **({table.sk: "S"} if table.sk else {})}
-        if not self.multi:
-            by_name = {a.name: a.type for a in source.attributes}
-            self.key_types = {k: by_name[k] for k in key_names if k in by_name}
+        key_names = [k for k in (table.pk, table.sk) if k]
+        by_name = {a.name: a.type for a in source.attributes}
+        self.attributes: list[Attribute] = list(source.attributes)
+        # a key with no attribute of its name comes from the entity's template: text (S)
+        self.template_keys = [k for k in key_names if self.multi and k not in by_name]
+        self.key_types = {k: by_name.get(k, "S") for k in key_names if k in by_name or self.multi}
         self.index_keys = index_keys
         self.versioned = source.options.version_column is not None
 
@@ -113,11 +111,10 @@ class _SourceBuilder:
 
     def build(self, row: Mapping[str, Any]) -> Item | Rejection:
         item: dict[str, AV] = {}
-        if self.multi:
-            for name in self.key_types:
-                value = row.get(name)
-                if value is not None:
-                    item[name] = {"S": str(value)}
+        for name in self.template_keys:
+            value = row.get(name)
+            if value is not None:
+                item[name] = {"S": str(value)}
         for attr in self.attributes:
             value = row.get(attr.name)
             try:
