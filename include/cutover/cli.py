@@ -88,6 +88,32 @@ def cmd_contract_lint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract_fix(args: argparse.Namespace) -> int:
+    """Write the contract with every fault cutover knows how to repair rewritten; list what
+    is left for a person."""
+    import json
+
+    from cutover.contract.fix import apply_fixes, find_fixes
+    from cutover.contract.lint import lint
+    from cutover.contract.load import load_contract, parse_contract, read_json
+
+    contract = load_contract(args.path)
+    data = read_json(args.path)
+    fixes = find_fixes(contract, data)
+    fixed = apply_fixes(data, fixes)
+    Path(args.output).write_text(json.dumps(fixed, indent=2, ensure_ascii=False) + "\n")
+    for fix in fixes:
+        print(f"fixed {fix.path}: {fix.why}\n  now {fix.describe()}")
+    left = [p for p in lint(parse_contract(fixed, contract.name)) if p.severity == "error"]
+    for problem in left:
+        print(f"left to you: {problem}")
+    print(
+        f"{args.output}: {len(fixes)} fix(es) written, {len(left)} error(s) left",
+        file=sys.stderr,
+    )
+    return EXIT_BAD_INPUT if left else 0
+
+
 def cmd_contract_views(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
     from cutover.contract.views import all_view_ddl
@@ -340,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also check tables, columns and types against CUTOVER_MYSQL_URL",
     )
+    p = add(
+        "fix",
+        cmd_contract_fix,
+        "write the contract with the faults cutover can repair rewritten; list the rest",
+        contract_sub,
+    )
+    p.add_argument("path")
+    p.add_argument("-o", "--output", required=True, help="where to write the fixed contract")
     p = add("views", cmd_contract_views, "print the SQL of the contract's views", contract_sub)
     p.add_argument("path")
     p.add_argument("--dialect", choices=["mariadb", "mysql"], default="mariadb")

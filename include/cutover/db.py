@@ -12,7 +12,8 @@ from cutover.settings import MySQLSettings
 
 
 def connect(mysql: MySQLSettings, *, database: bool = True, **kwargs: Any) -> Any:
-    """Open a utf8mb4 connection in UTC; ``database=False`` connects without selecting one."""
+    """Open a utf8mb4 connection in UTC; ``database=False`` connects without selecting one.
+    One statement per call: multi-statements are off, so no text can smuggle a second one."""
     params: dict[str, Any] = {
         "host": mysql.host,
         "port": mysql.port,
@@ -23,6 +24,7 @@ def connect(mysql: MySQLSettings, *, database: bool = True, **kwargs: Any) -> An
         "autocommit": True,
         "init_command": "SET time_zone = '+00:00'",
         **kwargs,
+        "multi_statements": False,
     }
     if database:
         params["db"] = mysql.database

@@ -135,6 +135,8 @@ def rewrite_self_reference(
             ]
         else:
             new["join_condition"] = _realias(new["join_condition"], src, alias, left_only=True)
+        if "condition" in new:  # evaluated on the outer row: say so
+            new["condition"] = _qualify_bare(new["condition"], src)
         if "select_column" in new and not _is_constant(new["select_column"]):
             new["select_column"] = _realias(new["select_column"], src, alias, left_only=False)
     except FragmentError:
@@ -150,6 +152,14 @@ def rewrite_self_reference(
                **{k: v for k, v in new.items()
                   if k not in ("type", "condition", "target_table", "join_alias")}}  # fmt: skip
     return field, new
+
+
+def _qualify_bare(sql: str, table: str) -> str:
+    tree = parse(sql).copy()
+    for col in tree.find_all(exp.Column):
+        if not col.table:
+            col.set("table", exp.to_identifier(table))
+    return tree.sql(dialect=DIALECT)
 
 
 def _is_constant(sql: str) -> bool:

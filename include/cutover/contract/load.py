@@ -62,17 +62,21 @@ def contract_name(path: Path) -> str:
     return stem if stem[:1].isalpha() else f"c_{stem}"
 
 
-def load_contract(path: str | Path) -> Contract:
-    """Read and validate ``path``. Structural problems raise ``ContractError``."""
+def read_json(path: str | Path) -> Any:
+    """The decoded JSON of a contract file; unreadable or invalid JSON is a ContractError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ContractError([("$", f"cannot read {path}: {exc.strerror}")]) from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContractError(
             [("$", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
         ) from None
-    return parse_contract(data, contract_name(path))
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Read and validate ``path``. Structural problems raise ``ContractError``."""
+    return parse_contract(read_json(path), contract_name(Path(path)))

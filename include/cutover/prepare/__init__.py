@@ -54,6 +54,12 @@ class PrepareReport:
         }
 
 
+def _raise_errors(problems: list) -> None:
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ContractError([(p.path, p.message) for p in errors])
+
+
 def prepare(contract: Contract, settings: Settings) -> PrepareReport:
     """Lint against the live source schema, then apply views and ensure tables. Raises
     ``ContractError`` (nothing applied) when lint finds errors."""
@@ -65,12 +71,12 @@ def prepare(contract: Contract, settings: Settings) -> PrepareReport:
     from cutover.prepare.tables import ensure_tables
     from cutover.prepare.views import apply_views
 
+    # offline first: a contract whose SQL is refused never reaches a connection
+    _raise_errors(lint(contract))
     conn = connect(settings.mysql)
     try:
         problems = lint(contract, SourceSchema.from_connection(conn))
-        errors = [p for p in problems if p.severity == "error"]
-        if errors:
-            raise ContractError([(p.path, p.message) for p in errors])
+        _raise_errors(problems)
         views = apply_views(conn, contract)
     finally:
         conn.close()
