@@ -65,8 +65,18 @@ def default_suites(contract: Contract, table: Table) -> dict[str, dict[str, Any]
     }
 
 
+def expectations_dir() -> Path:
+    """Where suites live: ``CUTOVER_EXPECTATIONS_DIR``, else the project's expectations/."""
+    return Path(os.environ.get("CUTOVER_EXPECTATIONS_DIR") or EXPECTATIONS_DIR)
+
+
+def gx_dir() -> Path:
+    """The GX file context (and its Data Docs): ``CUTOVER_GX_DIR``, else .local/gx."""
+    return Path(os.environ.get("CUTOVER_GX_DIR") or GX_DIR)
+
+
 def suite_path(contract: Contract, table: Table, kind: str) -> Path:
-    return EXPECTATIONS_DIR / contract.name / f"{table.table}.{kind}.json"
+    return expectations_dir() / contract.name / f"{table.table}.{kind}.json"
 
 
 def ensure_suites(contract: Contract) -> list[Path]:
@@ -85,7 +95,8 @@ def ensure_suites(contract: Contract) -> list[Path]:
 class GxRunner:
     """One GX file context under .local/gx; validates pandas frames against suites."""
 
-    def __init__(self, root: Path = GX_DIR) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        root = root or gx_dir()
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations as gx
 
