@@ -559,14 +559,10 @@ def _select_tables(attr: Attribute, source: Source) -> set[str]:
 def check_select_qualifiers(attr: Attribute, source: Source, path: str) -> Iterator[Problem]:
     allowed = _select_tables(attr, source)
     for use in attribute_fragments(attr, source):
-        if not use.rel.split(".")[-1].startswith(("select_column", "order_by")) and (
-            "select_columns" not in use.rel
-        ):
+        tree = _tree(use.sql, use.kind)
+        if tree is None or not (_is_select(use.rel) or use.kind == "order_by"):
             continue
-        names = _names(use.sql) if use.kind == "expression" else None
-        if use.kind == "order_by" and (tree := _tree(use.sql, "order_by")) is not None:
-            names = qualifiers(tree)
-        stray = ((names or set()) & set(use.scope.tables)) - allowed
+        stray = (qualifiers(tree) & set(use.scope.tables)) - allowed
         if stray:
             yield Problem(
                 f"{path}.{use.rel}",
