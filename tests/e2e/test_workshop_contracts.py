@@ -49,7 +49,7 @@ def world(
     def make(tag: str) -> Settings:
         name = f"cutover_{tag}_{uuid.uuid4().hex[:8]}"
         admin = connect(settings.mysql, database=False)
-        query(admin, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        query(admin, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         admin.close()
         w = replace(
             settings,

@@ -50,10 +50,11 @@ ISO8601 = "%Y-%m-%dT%H:%i:%sZ"
 
 
 sql_literal = string_literal
-# A NULL placeholder (an entity without the attribute) typed like the attribute it stands
-# for, so that no view column is of MySQL type NULL and a UNION keeps the real type.
-_NULL_TYPES = {"S": "CHAR", "N": "SIGNED", "BOOL": "SIGNED", "B": "BINARY", "BS": "CHAR",
-               "SS": "CHAR", "NS": "CHAR", "M": "CHAR", "L": "CHAR", "NULL": "CHAR"}  # fmt: skip
+# A NULL placeholder (an entity without the attribute), typed like the attribute it stands
+# for so that no view column is of MySQL type NULL. IF(FALSE, <typed literal>, NULL) has the
+# literal's type with a coercible collation, so a UNION keeps the real column's type and
+# collation (a CAST would impose the connection's collation: "Illegal mix of collations").
+_TYPED_EMPTY = {"N": "0", "BOOL": "0", "B": "X''"}
 
 
 def view_name(contract: Contract, table: Table) -> str:
@@ -380,7 +381,8 @@ def _source_select(
 
 
 def _null_of(type_: str) -> str:
-    return f"CAST(NULL AS {_NULL_TYPES.get(type_, 'CHAR')})"
+    empty = _TYPED_EMPTY.get(type_, "''")
+    return f"IF(FALSE, {empty}, NULL)"
 
 
 def _version_expr(table: Table, source: Source) -> str:
