@@ -62,6 +62,29 @@ def cmd_sample_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample_workshop(args: argparse.Namespace) -> int:
+    """Rows of our own for the workshop's schema.sql (it ships none), in CUTOVER_MYSQL_URL's
+    database, created when missing."""
+    from cutover.db import connect, query, quote_ident
+    from cutover.sample.workshop import load
+
+    settings = Settings.from_env()
+    admin = connect(settings.mysql, database=False)
+    try:
+        query(
+            admin,
+            f"CREATE DATABASE IF NOT EXISTS {quote_ident(settings.mysql.database)} "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        )
+    finally:
+        admin.close()
+    counts = load(settings, Path(args.schema), scale=args.scale, seed=args.seed)
+    for table, rows in counts.items():
+        print(f"{table:<16} {rows:>10,} rows")
+    print(f"loaded {settings.mysql.url} from {args.schema} at scale {args.scale}")
+    return 0
+
+
 def cmd_contract_lint(args: argparse.Namespace) -> int:
     from cutover.contract.lint import lint_file
 
@@ -193,6 +216,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"{load['throttles']} throttled"
     )
     print(f"quarantined: {manifest['quarantined']} {manifest['quarantine_reasons']}")
+    for source, why in manifest.get("catch_up", {}).get("unavailable", {}).items():
+        print(f"catch-up {source}: {why}")
     print(f"report: {manifest['report']}")
     if not manifest["gate"]["passed"]:
         print(
@@ -352,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("load", cmd_sample_load, "(re)create and fill the sample database", sample_sub)
     p.add_argument("--scale", type=int, default=1, help="row-count multiplier (default 1)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p = add(
+        "workshop",
+        cmd_sample_workshop,
+        "fill the DynamoDB modernizer workshop's schema (schema.sql) with generated rows",
+        sample_sub,
+    )
+    p.add_argument("schema", help="the workshop's schema.sql")
+    p.add_argument("--scale", type=int, default=1, help="row-count multiplier (default 1)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
 
     contract = sub.add_parser("contract", help="check and inspect migration contracts")
     contract_sub = contract.add_subparsers(
@@ -435,6 +469,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# MySQL client error codes meaning the server cannot be reached or the connection was lost.
+_MYSQL_CONNECTION_LOST = {1053, 1927, 2002, 2003, 2005, 2006, 2013, 2026, 2055, 4031}
+
+
+def _as_cutover_error(exc: Exception) -> CutoverError | None:
+    """A botocore or MySQLdb error that reached ``main`` as the domain error its exit code
+    names; None for anything else. Only modules already imported are consulted."""
+    if "botocore.exceptions" in sys.modules:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from cutover.aws import translate_aws_error
+
+        if (translated := translate_aws_error(exc)) is not None:
+            return translated
+        if isinstance(exc, ClientError):  # the fallback: one line, exit 1
+            error = exc.response.get("Error", {})
+            message = " ".join(str(error.get("Message", "")).split())
+            return CutoverError(
+                f"DynamoDB {exc.operation_name} failed: {error.get('Code', '?')}: {message}"
+            )
+        if isinstance(exc, BotoCoreError):
+            return CutoverError("AWS: " + " ".join(str(exc).split()))
+    if "MySQLdb" in sys.modules:
+        import MySQLdb
+
+        lost = isinstance(exc, MySQLdb.OperationalError) and exc.args
+        if lost and exc.args[0] in _MYSQL_CONNECTION_LOST:
+            try:
+                where = f" at {Settings.from_env().mysql.url}"
+            except CutoverError:
+                where = ""
+            return ServiceError(
+                f"lost the connection to MySQL{where}: {exc.args[-1]}; check that it runs "
+                "(`cutover status`) and run the command again"
+            )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -445,7 +517,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("cutover").setLevel(logging.INFO)
     try:
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        except CutoverError:
+            raise
+        except Exception as exc:
+            translated = _as_cutover_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
     except ContractError as exc:
         for path, message in exc.problems:
             print(f"{path}: {message}", file=sys.stderr)

@@ -44,3 +44,43 @@ class DriftError(TerminalError):
     def __init__(self, drifts: list[str]) -> None:
         self.drifts = drifts
         super().__init__("table drift: " + "; ".join(drifts))
+
+
+class ExtractError(CutoverError):
+    """Reading rows of a view from MySQL failed. The message names the view, the partition and,
+    where known, the column(s) at fault. Raised as ``ExtractFailed`` (terminal: a column type or
+    value the reader cannot carry, a missing view) or ``ExtractInterrupted`` (the connection was
+    lost or the query timed out: a retry may succeed)."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        view: str,
+        partition: str | None = None,
+        columns: tuple[str, ...] = (),
+    ) -> None:
+        self.problem = problem
+        self.view = view
+        self.partition = partition
+        self.columns = columns
+        where = f"cannot extract view `{view}`"
+        if partition:
+            where += f", partition {partition}"
+        if columns:
+            label = "column" if len(columns) == 1 else "columns"
+            where += f", {label} " + ", ".join(f"`{c}`" for c in columns)
+        super().__init__(f"{where}: {problem}")
+
+    @property
+    def column(self) -> str | None:
+        """The column at fault when exactly one is known."""
+        return self.columns[0] if len(self.columns) == 1 else None
+
+
+class ExtractFailed(ExtractError, TerminalError):
+    """Extracting cannot succeed until the view, its data or the settings change."""
+
+
+class ExtractInterrupted(ExtractError, TransientError, ServiceError):
+    """The connection to MySQL was lost or the query timed out while extracting."""

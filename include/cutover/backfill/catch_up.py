@@ -10,21 +10,23 @@ from typing import Any
 from cutover.backfill.run import BackfillRun
 from cutover.contract.views import view_name
 from cutover.db import connect, literal, quote_ident
-from cutover.extract.stream import connectorx_url, select_list
+from cutover.extract.stream import arrow_stream, select_list
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.guarded_put import guarded_put
 from cutover.progress import Progress
 from cutover.transform.items import Item, ItemBuilder, version_number
 
 log = logging.getLogger("cutover.catch_up")
+NO_VERSION = (
+    "unavailable: no version column (rows changed during the backfill are not caught up; "
+    "set cutover.version_column, or let reconcile repair them)"
+)
 
 
 def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
     """Re-reads changed rows from the views and puts them where no newer item exists.
     Records and returns counts and the new high-water marks (for the next catch-up).
     ``since_last`` starts from the marks of the run's previous catch-up (nightly runs)."""
-    import connectorx as cx
-
     plan_doc = run.staging.read_json(run.paths.of("plan.json"))
     marks: dict[str, Any] = plan_doc["high_water_marks"]
     previous = run._done("catch_up", "all") if since_last else None
@@ -33,6 +35,7 @@ def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
     skip = run._duplicate_source_pks()
     counts: Counter[str] = Counter()
     new_marks: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
     http = DynamoHttp(run.settings)
     conn = connect(run.settings.mysql)
     try:
@@ -43,6 +46,7 @@ def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
             for source in table.sources:
                 key = f"{table.table}.{source.entity_type}"
                 if not source.options.version_column:
+                    unavailable[key] = NO_VERSION
                     continue
                 clauses = ["`__version` IS NOT NULL"]
                 if marks.get(key) is not None:
@@ -50,12 +54,7 @@ def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
                 if table.type == "multi-entity":
                     clauses.append(f"`__entity` = {literal(conn, source.entity_type)}")
                 sql = f"SELECT {columns} FROM {quote_ident(view)} WHERE {' AND '.join(clauses)}"
-                rows = cx.read_sql(
-                    connectorx_url(run.settings.mysql),
-                    sql,
-                    return_type="arrow",
-                    pre_execution_query=["SET time_zone = '+00:00'", "SET NAMES utf8mb4"],
-                ).to_pylist()
+                rows = arrow_stream(run.settings.mysql, sql, view=view).read_all().to_pylist()
                 progress = Progress(f"catch-up {key}", len(rows))
                 best = marks.get(key)
                 for n, row in enumerate(rows, 1):
@@ -76,5 +75,10 @@ def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
     finally:
         conn.close()
         http.close()
-    record = {"rows": sum(counts.values()), **counts, "high_water_marks": new_marks}
+    record = {
+        "rows": sum(counts.values()),
+        **counts,
+        "high_water_marks": new_marks,
+        "unavailable": unavailable,
+    }
     return run._mark("catch_up", "all", record)

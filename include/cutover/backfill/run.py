@@ -199,6 +199,8 @@ class BackfillRun:
             sql,
             self.staging,
             self.paths.of("extract", f"{pid}.parquet"),
+            view=view,
+            partition=pid,
             progress=progress.update,
         )
         progress.done(result.rows)

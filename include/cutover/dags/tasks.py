@@ -23,8 +23,28 @@ def terminal_fails_fast(fn: F) -> F:
             return fn(*args, **kwargs)
         except TerminalError as exc:
             raise AirflowFailException(str(exc)) from exc
+        except Exception as exc:
+            # botocore's credential errors fail at once; an unreachable endpoint may retry.
+            translated = _aws_error(exc)
+            if translated is None:
+                raise
+            if isinstance(translated, TerminalError):
+                raise AirflowFailException(str(translated)) from exc
+            raise translated from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def _aws_error(exc: Exception) -> Any:
+    """``exc`` as cutover's ConfigError or ServiceError when it is a botocore credential or
+    connection error (see ``cutover.aws.translate_aws_error``), else None."""
+    import sys
+
+    if "botocore.exceptions" not in sys.modules:
+        return None
+    from cutover.aws import translate_aws_error
+
+    return translate_aws_error(exc)
 
 
 def _context() -> dict[str, Any]:

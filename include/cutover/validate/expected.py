@@ -26,7 +26,8 @@ def expected_items(
 ) -> tuple[Counter[str], dict[str, list[str]]]:
     """Writes the expected items of ``table``; returns the rows rejected by reason, and their
     source primary keys by entity (they are in the backfill's quarantine, not in DynamoDB)."""
-    sql = view_query(settings.mysql, view_name(contract, table))
+    view = view_name(contract, table)
+    sql = view_query(settings.mysql, view)
     builder = ItemBuilder(contract, table)
     rejected: Counter[str] = Counter()
     rejected_pks: dict[str, list[str]] = {}
@@ -34,7 +35,7 @@ def expected_items(
     done = 0
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(out_file, SIDE_SCHEMA) as writer:
-        for batch in arrow_stream(settings.mysql, sql, 5_000):
+        for batch in arrow_stream(settings.mysql, sql, 5_000, view=view):
             rows: dict[str, list[Any]] = {k: [] for k in SIDE_SCHEMA.names}
             for row in batch.to_pylist():
                 result = builder.build(row)
