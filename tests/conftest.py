@@ -1,14 +1,17 @@
 """Shared fixtures: settings for the local services and isolated scratch space in each.
 
-Every test session gets its own DynamoDB table prefix and its own MySQL databases, so
-parallel or repeated runs never see each other's data.
+Every test session gets its own DynamoDB table prefix, its own MySQL databases and its own
+Airflow home, so parallel or repeated runs never see each other's data, and the user's
+Airflow home (`.local/airflow`, which `scripts/local.env` exports) is never touched.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +20,38 @@ from cutover.settings import LOCAL_DIR, LOCAL_DYNAMODB_ENDPOINT, PROJECT_ROOT, S
 
 RUN_ID = uuid.uuid4().hex[:8]
 
-# Airflow reads its configuration at import: point it at the project before any test does.
-os.environ.setdefault("AIRFLOW_HOME", str(LOCAL_DIR / "airflow"))
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# This session's own Airflow home (metadata database, logs, airflow.cfg), removed at the end
+# of the session unless CUTOVER_KEEP_AIRFLOW_HOME is set (`dag.test()` prints task logs anyway).
+AIRFLOW_HOME = LOCAL_DIR / "test-airflow" / RUN_ID
+AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+
+# Airflow reads its configuration at import, so this runs before any test module imports it,
+# and overrides whatever the caller exported (scripts/local.env exports the user's home).
+# Subprocesses (the CLI, `airflow db migrate`, `airflow standalone`) inherit os.environ.
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Settings that would send Airflow's state somewhere else than AIRFLOW_HOME.
+for _name in (
+    "AIRFLOW_CONFIG",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_SECRET",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+):
+    os.environ.pop(_name, None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CUTOVER_KEEP_AIRFLOW_HOME") is None:
+        shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """This session's Airflow home, never the user's `.local/airflow` (that of `make demo`
+    and `make airflow`)."""
+    return AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +15,11 @@ from cutover.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.e2e
 
-KEYS = (
+# Every figure `cutover bench` measures (a full run, with the backfill memory run).
+FIGURES = (
     "ceiling_items_per_s",
     "baseline_items_per_s",
+    "baseline_cpu_us_per_item",
     "loader_items_per_s",
     "loader_cpu_us_per_item",
     "mysql_client_rows_per_s",
@@ -26,39 +28,105 @@ KEYS = (
     "parity_rows_per_s",
     "plain_scan_rows_per_s",
     "backfill_peak_rss_mib",
+    "backfill_seconds",
     "validate_peak_rss_mib",
     "dag_parse_seconds_3_contracts",
 )
+# Each ratio and the two figures of the same run it is computed from.
+RATIOS = {
+    "loader_vs_baseline": ("loader_items_per_s", "baseline_items_per_s"),
+    "loader_vs_ceiling": ("loader_items_per_s", "ceiling_items_per_s"),
+    "extract_vs_mysql_client": ("extract_rows_per_s", "mysql_client_rows_per_s"),
+    "extract_vs_pandas": ("extract_rows_per_s", "pandas_rows_per_s"),
+    "parity_vs_plain_scan": ("parity_rows_per_s", "plain_scan_rows_per_s"),
+}
+# The line the bench prints for each target. Whether a target is met is for the closing
+# notes; the test only checks that the line says truthfully whether it is.
+TARGETS = (
+    ("loader_vs_baseline", ">=", 2.0),
+    ("loader_vs_ceiling", ">=", 0.7),
+    ("loader_cpu_us_per_item", "<=", 40.0),
+    ("extract_vs_mysql_client", ">=", 0.5),
+    ("extract_vs_pandas", ">=", 2.0),
+    ("backfill_peak_rss_mib", "<=", 1024.0),
+    ("validate_peak_rss_mib", "<=", 1024.0),
+    ("dag_parse_seconds_3_contracts", "<=", 1.0),
+)
+TARGET_LINE = re.compile(
+    r"^(?P<flag>met |MISSED) (?P<key>\w+) (?P<op>>=|<=) (?P<target>[\d.]+) "
+    r"\(got (?P<got>-?[\d,]+\.\d\d)\)$"
+)
+ROWS = 3000
 
 
-def test_bench_reports_every_figure(settings: Settings, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+@pytest.fixture(scope="module")
+def bench(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    """One bench run: its JSON figures and its printed table."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
     env = {
         **os.environ,
         "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
         "CUTOVER_TABLE_PREFIX": settings.table_prefix,
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cutover.cli",
-            "bench",
-            "--rows",
-            "3000",
-            "--workers",
-            "2",
-            "--json",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-    )
+    cmd = [sys.executable, "-m", "cutover.cli", "bench", "--rows", str(ROWS), "--workers", "2",
+           "--json", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(out.read_text())
-    for key in KEYS:
-        assert figures[key] > 0, key
-    assert figures["rows"] == 3000 and figures["dags_parsed"] == 18
-    assert "loader_vs_baseline" in result.stdout and "met" in result.stdout
+    return json.loads(out.read_text()), result.stdout
+
+
+def _printed(stdout: str) -> dict[str, str]:
+    """The figure table at the top of the output: name -> value as printed."""
+    values: dict[str, str] = {}
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["figure", "value"])
+    for line in lines[header + 1 :]:
+        if not line.strip():
+            break
+        key, value = line.split()
+        values[key] = value
+    return values
+
+
+def test_bench_reports_every_figure_measured_and_positive(bench: tuple[dict, str]) -> None:
+    figures, stdout = bench
+    assert figures["rows"] == ROWS and figures["workers"] == 2
+    assert figures["dags_parsed"] == 18  # 3 contracts x 6 DAGs
+    missing = [k for k in (*FIGURES, *RATIOS) if k not in figures]
+    assert not missing, f"figures not reported: {missing}"
+    not_positive = {k: figures[k] for k in (*FIGURES, *RATIOS) if not figures[k] > 0}
+    assert not not_positive, f"figures not measured: {not_positive}"
+    printed = _printed(stdout)
+    assert set(printed) == set(figures), "the table and the JSON do not list the same figures"
+    for key, value in figures.items():
+        assert float(printed[key].replace(",", "")) == pytest.approx(value, abs=0.005), key
+
+
+@pytest.mark.parametrize("ratio", sorted(RATIOS))
+def test_bench_ratio_is_computed_from_its_two_figures(bench: tuple[dict, str], ratio: str) -> None:
+    figures, _ = bench
+    top, bottom = RATIOS[ratio]
+    assert figures[top] > 0 and figures[bottom] > 0, (top, bottom)
+    # All three are rounded to 2 decimals in the report.
+    want = figures[top] / figures[bottom]
+    assert figures[ratio] == pytest.approx(want, abs=0.006, rel=1e-4), (
+        f"{ratio} = {figures[ratio]}, but {top} / {bottom} = {figures[top]} / "
+        f"{figures[bottom]} = {want:.4f}"
+    )
+
+
+@pytest.mark.parametrize(("key", "op", "target"), TARGETS, ids=[t[0] for t in TARGETS])
+def test_bench_target_line_says_truthfully_whether_it_is_met(
+    bench: tuple[dict, str], key: str, op: str, target: float
+) -> None:
+    figures, stdout = bench
+    assert key in figures, f"{key} is not reported"
+    lines = [m for line in stdout.splitlines() if (m := TARGET_LINE.match(line))]
+    mine = [m for m in lines if m["key"] == key]
+    assert len(mine) == 1, f"expected one target line for {key}, got {[m[0] for m in mine]}"
+    (line,) = mine
+    assert (line["op"], float(line["target"])) == (op, target), line[0]
+    got = float(line["got"].replace(",", ""))
+    assert got == pytest.approx(figures[key], abs=0.005), line[0]
+    met = got >= target if op == ">=" else got <= target
+    assert line["flag"] == ("met " if met else "MISSED"), line[0]
