@@ -31,6 +31,9 @@ AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Reports and the GX context (Data Docs) of test runs stay out of the user's .local too.
+os.environ["CUTOVER_REPORTS_DIR"] = str(AIRFLOW_HOME / "reports")
+os.environ["CUTOVER_GX_DIR"] = str(AIRFLOW_HOME / "gx")
 # Settings that would send Airflow's state somewhere else than AIRFLOW_HOME.
 for _name in (
     "AIRFLOW_CONFIG",

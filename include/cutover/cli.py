@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cutover.errors import ConfigError, ContractError, CutoverError, ServiceError
-from cutover.settings import LOCAL_DIR, PROJECT_ROOT, Settings
+from cutover.settings import PROJECT_ROOT, Settings
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_SERVICE = 1, 2, 3, 4
 SAMPLE_CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
@@ -172,6 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cutover.dags.local_run import run_dag
     from cutover.local.services import up
     from cutover.sample.generator import load_sample
+    from cutover.stages import reports_dir
 
     settings = Settings.from_env()
     _print_states(up(settings))
@@ -181,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for stage in ("prepare", "backfill", "validate"):
         print(f"running DAG {name}__{stage} through Airflow ...", flush=True)
         run_dag(f"{name}__{stage}")
-    reports = LOCAL_DIR / "reports" / name
+    reports = reports_dir() / name
     backfill = json.loads((reports / "backfill.json").read_text())
     print(
         f"backfill: {backfill['items_loaded']:,} items, quarantined {backfill['quarantined']} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,13 @@ from cutover.settings import LOCAL_DIR, Settings
 log = logging.getLogger("cutover")
 
 
+def reports_dir() -> Path:
+    """Where stage reports go: ``CUTOVER_REPORTS_DIR``, else .local/reports."""
+    return Path(os.environ.get("CUTOVER_REPORTS_DIR") or LOCAL_DIR / "reports")
+
+
 def write_report(name: str, contract: str, payload: dict[str, Any]) -> Path:
-    path = LOCAL_DIR / "reports" / contract / f"{name}.json"
+    path = reports_dir() / contract / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path

@@ -137,9 +137,12 @@ def _trigger_and_answer(api: Api, dag_id: str, option: str) -> str:
                        lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"])  # fmt: skip
     assert details[0]["task_instance"]["task_id"] == "approve"
     assert "prepare" in details[0]["body"]  # the evidence is shown to the approver
-    # Answer as a person would, not within the same second: an answer that arrives before the
-    # scheduler has processed the paused task's exit makes Airflow 3.3 fail the resumed task.
-    time.sleep(5)
+    # Answer only once the scheduler has parked the task (state "awaiting_input"), and as
+    # a person would, not within the same second: an earlier answer makes Airflow 3.3 fail
+    # the resumed task ("finished with state success, but ... queued").
+    api.wait("the approval task to await input", lambda: api.call(
+        "GET", f"{path}/taskInstances/approve")["state"] == "awaiting_input")  # fmt: skip
+    time.sleep(3)
     api.call("PATCH", f"{path}/taskInstances/approve/-1/hitlDetails",
              {"chosen_options": [option], "params_input": {}})  # fmt: skip
     return str(api.wait("the run to finish", lambda: (
