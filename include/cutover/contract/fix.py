@@ -14,13 +14,21 @@ workshop's ``self-join``; other kinds get cutover's ``join_alias``.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
-from cutover.contract.fragments import DIALECT, FragmentError, as_column, equalities, parse
+from cutover.contract.fragments import (
+    DIALECT,
+    FragmentError,
+    as_column,
+    equalities,
+    is_constant,
+    parse,
+)
 from cutover.contract.model import (
     AggregateCalculation,
     Attribute,
@@ -49,8 +57,6 @@ class Fix:
 
 
 def _compact(value: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -96,24 +102,32 @@ def choose_alias(attr: Attribute, source: Source, condition: str) -> str:
     return "joined"
 
 
+def _rename(sql: str, columns: Any, table: str) -> str:
+    """``sql`` with the columns ``columns(tree)`` yields qualified by ``table``."""
+    tree = parse(sql).copy()
+    for col in list(columns(tree)):
+        col.set("table", exp.to_identifier(table))
+    return tree.sql(dialect=DIALECT)
+
+
 def _realias(sql: str, src: str, alias: str, *, left_only: bool) -> str:
     """``sql`` with the inner row's references renamed to ``alias``: in a condition only the
     left side of each ``=`` (the target's side), elsewhere every column of ``src`` and every
     bare column."""
-    tree = parse(sql).copy()
 
-    def rename(col: exp.Column) -> None:
-        if col.table in ("", src):
-            col.set("table", exp.to_identifier(alias))
+    def inner(tree: exp.Expression) -> Any:
+        cols = (
+            (eq.this for eq in tree.find_all(exp.EQ) if isinstance(eq.this, exp.Column))
+            if left_only
+            else tree.find_all(exp.Column)
+        )
+        return (c for c in cols if c.table in ("", src))
 
-    if left_only:
-        for eq in tree.find_all(exp.EQ):
-            if isinstance(eq.this, exp.Column):
-                rename(eq.this)
-    else:
-        for col in list(tree.find_all(exp.Column)):
-            rename(col)
-    return tree.sql(dialect=DIALECT)
+    return _rename(sql, inner, alias)
+
+
+def _qualify_bare(sql: str, table: str) -> str:
+    return _rename(sql, lambda tree: (c for c in tree.find_all(exp.Column) if not c.table), table)
 
 
 def rewrite_self_reference(
@@ -137,7 +151,7 @@ def rewrite_self_reference(
             new["join_condition"] = _realias(new["join_condition"], src, alias, left_only=True)
         if "condition" in new:  # evaluated on the outer row: say so
             new["condition"] = _qualify_bare(new["condition"], src)
-        if "select_column" in new and not _is_constant(new["select_column"]):
+        if "select_column" in new and not is_constant(parse(new["select_column"])):
             new["select_column"] = _realias(new["select_column"], src, alias, left_only=False)
     except FragmentError:
         return None  # a fragment that does not parse is reported by lint; no guessing
@@ -152,18 +166,6 @@ def rewrite_self_reference(
                **{k: v for k, v in new.items()
                   if k not in ("type", "condition", "target_table", "join_alias")}}  # fmt: skip
     return field, new
-
-
-def _qualify_bare(sql: str, table: str) -> str:
-    tree = parse(sql).copy()
-    for col in tree.find_all(exp.Column):
-        if not col.table:
-            col.set("table", exp.to_identifier(table))
-    return tree.sql(dialect=DIALECT)
-
-
-def _is_constant(sql: str) -> bool:
-    return next(parse(sql).find_all(exp.Column), None) is None
 
 
 def _attributes(contract: Contract) -> list[tuple[str, Attribute, Source]]:

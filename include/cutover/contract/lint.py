@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -102,9 +103,6 @@ def _types_by_name(table: Table) -> dict[str, set[str]]:
         for attr in source.attributes:
             types.setdefault(attr.name, set()).add(attr.type)
     return types
-
-
-_key_path = key_path
 
 
 def _tree(sql: str, kind: str = "expression") -> Any:
@@ -512,8 +510,6 @@ def check_join_targets(attr: Attribute, source: Source, path: str) -> Iterator[P
     if found is None:
         return  # same-row read (t.id = t.id)
     field, new = found
-    import json
-
     yield Problem(
         f"{path}.{field}.target_table",
         f"target_table is the source table {src!r} itself and has no alias, so inside the "
@@ -856,7 +852,7 @@ def _selected_columns(attr: Attribute, source: Source) -> list[tuple[str, str, s
         ]
     if isinstance(join, JsonConstructionJoin):
         return [
-            (_key_path("join.construction.select_columns", k), v, join.target_table, False)
+            (key_path("join.construction.select_columns", k), v, join.target_table, False)
             for k, v in join.construction.select_columns.items()
         ]
     if isinstance(join, ConditionalJoin):
