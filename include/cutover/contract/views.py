@@ -352,7 +352,12 @@ def key_attribute(source: Source, key: str | None) -> Attribute | None:
 
 
 def _source_select(
-    table: Table, path: str, source: Source, columns: list[str], dialect: Dialect
+    table: Table,
+    path: str,
+    source: Source,
+    columns: list[str],
+    dialect: Dialect,
+    from_sql: str | None = None,
 ) -> str:
     exprs = {
         a.name: attribute_expr(a, source, dialect, f"{path}.attributes[{i}]")
@@ -377,7 +382,7 @@ def _source_select(
     lines = [
         f"  {exprs[c] if c in exprs else _null_of(types.get(c, 'S'))} AS {q(c)}" for c in columns
     ]
-    return "SELECT\n" + ",\n".join(lines) + f"\nFROM {q(source.source_table)}"
+    return "SELECT\n" + ",\n".join(lines) + f"\nFROM {from_sql or q(source.source_table)}"
 
 
 def _null_of(type_: str) -> str:
@@ -402,6 +407,21 @@ def select_sql(contract: Contract, table: Table, dialect: Dialect = "mariadb") -
         _source_select(table, f"tables[{ti}]{source.path_prefix}", source, columns, dialect)
         for source in table.sources
     )
+
+
+def source_select_sql(
+    contract: Contract,
+    table: Table,
+    source: Source,
+    from_sql: str | None = None,
+    dialect: Dialect = "mariadb",
+) -> str:
+    """The view's SELECT for one entity: its rows of the view. ``from_sql`` replaces the
+    source table (e.g. a one-row derived table under the source table's name), so the same
+    expressions derive an item from a row that is not stored yet."""
+    ti = contract.tables.index(table)
+    path = f"tables[{ti}]{source.path_prefix}"
+    return _source_select(table, path, source, view_columns(table), dialect, from_sql)
 
 
 def view_ddl(contract: Contract, table: Table, dialect: Dialect = "mariadb") -> str:

@@ -1,0 +1,174 @@
+"""The DynamoDB side of the routing layer: key-addressed reads, the contract's access
+patterns as Query calls, version-guarded puts and deletes, and the phase-4 transaction that
+writes an item together with its outbox entry."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from cutover.contract.model import Table
+from cutover.contract.table_spec import attribute_types
+from cutover.errors import TerminalError, TransientError
+from cutover.load.dynamo_http import RETRYABLE_CODES, DynamoHttp, Reply
+from cutover.prepare.control_table import CONTROL_TABLE
+from cutover.transform.items import VERSION_ATTRIBUTE
+
+AV = dict[str, Any]
+_GUARD = "attribute_not_exists(#v) OR #v <= :v"
+
+
+class StaleWrite(TerminalError):
+    """DynamoDB holds a newer version of the item than the write carries."""
+
+
+def key_av(table: Table, key: Mapping[str, str]) -> dict[str, AV]:
+    types = attribute_types(table)
+    return {name: {types.get(name, "S"): str(value)} for name, value in key.items()}
+
+
+def _guard(version: int | None) -> dict[str, Any]:
+    if version is None:
+        return {}
+    return {"ConditionExpression": _GUARD, "ExpressionAttributeNames": {"#v": VERSION_ATTRIBUTE},
+            "ExpressionAttributeValues": {":v": {"N": str(version)}}}  # fmt: skip
+
+
+class DynamoStore:
+    """Thread-safe; ``attempts`` bounds the retries of one call (a request waits for
+    at most a few short backoffs, then the circuit breaker decides)."""
+
+    def __init__(self, http: DynamoHttp, prefix: str, attempts: int = 3) -> None:
+        self.http = http
+        self.prefix = prefix
+        self.attempts = attempts
+        self.control = prefix + CONTROL_TABLE
+
+    def physical(self, table: Table) -> str:
+        return self.prefix + table.table
+
+    def call(self, target: str, body: dict[str, Any] | str) -> Reply:
+        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        last = ""
+        for attempt in range(self.attempts):
+            try:
+                reply = self.http.post(target, text)
+            except TransientError as exc:
+                last = str(exc)
+            else:
+                if reply.status == 200 or reply.error_code not in RETRYABLE_CODES:
+                    return reply
+                last = reply.error_code
+            time.sleep(0.02 * 2**attempt)
+        raise TransientError(f"DynamoDB {target} failed {self.attempts} times: {last}")
+
+    def _ok(self, reply: Reply, what: str) -> dict[str, Any]:
+        if reply.status != 200:
+            raise TerminalError(f"DynamoDB refused {what}: {reply.error_code} "
+                                f"{reply.json().get('message', '')}")  # fmt: skip
+        return reply.json()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, table: Table, key: Mapping[str, str]) -> dict[str, AV] | None:
+        body = {"TableName": self.physical(table), "Key": key_av(table, key),
+                "ConsistentRead": True}  # fmt: skip
+        return self._ok(self.call("GetItem", body), f"GetItem on {table.table}").get("Item")
+
+    def query(
+        self, table: Table, pk_name: str, pk_value: str, *, index: str | None = None,
+        sk_name: str | None = None, sk_prefix: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, AV]]:  # fmt: skip
+        types = attribute_types(table)
+        cond = "#p = :p"
+        names = {"#p": pk_name}
+        values: dict[str, AV] = {":p": {types.get(pk_name, "S"): pk_value}}
+        if sk_prefix is not None and sk_name:
+            cond += " AND begins_with(#s, :s)"
+            names["#s"] = sk_name
+            values[":s"] = {"S": sk_prefix}
+        body: dict[str, Any] = {"TableName": self.physical(table), "KeyConditionExpression": cond,
+                                "ExpressionAttributeNames": names,
+                                "ExpressionAttributeValues": values}  # fmt: skip
+        if index:
+            body["IndexName"] = index
+        else:
+            body["ConsistentRead"] = True
+        items: list[dict[str, AV]] = []
+        while True:
+            if limit:
+                body["Limit"] = limit - len(items)
+            page = self._ok(self.call("Query", body), f"Query on {table.table}")
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start or (limit and len(items) >= limit):
+                return items
+            body["ExclusiveStartKey"] = start
+
+    # --- writes --------------------------------------------------------------------------
+
+    def put(self, table: Table, body: str, version: int | None) -> bool:
+        """Put unless DynamoDB holds a newer version; False when it kept the newer one."""
+        request = ('{"TableName":' + json.dumps(self.physical(table)) + ',"Item":' + body
+                   + (("," + json.dumps(_guard(version))[1:-1]) if version is not None else "")
+                   + "}")  # fmt: skip
+        reply = self.call("PutItem", request)
+        if reply.error_code == "ConditionalCheckFailedException":
+            return False
+        self._ok(reply, f"PutItem on {table.table}")
+        return True
+
+    def delete(self, table: Table, key: Mapping[str, str], version: int | None) -> bool:
+        body = {"TableName": self.physical(table), "Key": key_av(table, key), **_guard(version)}
+        reply = self.call("DeleteItem", body)
+        if reply.error_code == "ConditionalCheckFailedException":
+            return False
+        self._ok(reply, f"DeleteItem on {table.table}")
+        return True
+
+    def transact(self, operations: list[dict[str, Any]], outbox: dict[str, AV] | None) -> None:
+        """Write ``operations`` (TransactWriteItems entries) and the outbox item atomically;
+        ``StaleWrite`` when a guard found a newer item."""
+        items = list(operations)
+        if outbox is not None:
+            items.append({"Put": {"TableName": self.control, "Item": outbox}})
+        reply = self.call("TransactWriteItems", {"TransactItems": items})
+        if reply.error_code == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in reply.json().get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                raise StaleWrite("DynamoDB holds a newer version of the item; re-read and retry")
+            raise TransientError(f"DynamoDB cancelled the transaction: {reasons}")
+        self._ok(reply, "TransactWriteItems")
+
+    def put_op(self, table: Table, body: str, version: int | None) -> dict[str, Any]:
+        return {"Put": {"TableName": self.physical(table), "Item": json.loads(body),
+                        **_guard(version)}}  # fmt: skip
+
+    def delete_op(self, table: Table, key: Mapping[str, str], version: int | None) -> dict:
+        return {"Delete": {"TableName": self.physical(table), "Key": key_av(table, key),
+                           **_guard(version)}}  # fmt: skip
+
+    # --- the phase-4 outbox (items of the control table) ---------------------------------
+
+    @staticmethod
+    def outbox_item(contract: str, version: int, payload: dict[str, Any]) -> dict[str, AV]:
+        record = f"OUTBOX#{version:020d}#{uuid.uuid4().hex[:8]}"
+        return {"contract": {"S": contract}, "record": {"S": record},
+                "payload": {"S": json.dumps(payload, default=str)}}  # fmt: skip
+
+    def outbox_pending(self, contract: str, limit: int = 500) -> list[tuple[str, dict]]:
+        body = {"TableName": self.control,
+                "KeyConditionExpression": "#c = :c AND begins_with(#r, :o)",
+                "ExpressionAttributeNames": {"#c": "contract", "#r": "record"},
+                "ExpressionAttributeValues": {":c": {"S": contract}, ":o": {"S": "OUTBOX#"}},
+                "ConsistentRead": True, "Limit": limit}  # fmt: skip
+        page = self._ok(self.call("Query", body), "Query on the control table")
+        return [(i["record"]["S"], json.loads(i["payload"]["S"])) for i in page.get("Items", [])]
+
+    def outbox_done(self, contract: str, record: str) -> None:
+        body = {"TableName": self.control,
+                "Key": {"contract": {"S": contract}, "record": {"S": record}}}  # fmt: skip
+        self._ok(self.call("DeleteItem", body), "DeleteItem on the control table")

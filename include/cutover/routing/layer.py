@@ -1,0 +1,759 @@
+"""The dual-database layer applications write and read through (the repository pattern of
+DESIGN.md). It follows the contract's phase, read from the phase store through
+``PhaseClient``:
+
+* the store that answers reads is authoritative and written first; if that write fails the
+  request fails and the other store is not touched;
+* the other store's change is kept in an outbox written atomically with the authoritative
+  change (a MySQL table in the same transaction in phases 2-3, an item of the control table
+  in the same TransactWriteItems in phase 4), applied right after, and replayed when that
+  failed (`cutover outbox replay`, the reconcile DAG);
+* phase 3 compares DynamoDB's answer with MySQL's, phase 4 MySQL's with DynamoDB's, off the
+  request path; phases 3 and 4 fall back to the other store when the primary fails.
+
+Items are derived from MySQL rows by the contract's view SELECT and the backfill's item
+builder, and compared in the validation's canonical form.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import MySQLdb
+import pybreaker
+
+from cutover.contract.model import Contract, Table, template_fields
+from cutover.db import connect, query
+from cutover.errors import CutoverError, ServiceError, TerminalError, TransientError
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.phases.client import PhaseClient
+from cutover.phases.model import Phase
+from cutover.routing import mysql_store
+from cutover.routing.changes import Change, VersionClock, apply, dumps, select_rows
+from cutover.routing.dynamo_store import DynamoStore
+from cutover.routing.entities import Entities, Entity, RoutingError
+from cutover.routing.mysql_store import Deriver, Refresh
+from cutover.routing.stats import RoutingStats
+from cutover.settings import Settings
+from cutover.transform.attribute_values import convert
+from cutover.transform.items import VERSION_ATTRIBUTE, Item, version_number
+from cutover.validate.canonical import canonical_item, differences
+
+log = logging.getLogger("cutover.routing")
+T = TypeVar("T")
+AV = dict[str, Any]
+MYSQL, DYNAMODB = "mysql", "dynamodb"
+
+
+class StoreUnavailable(ServiceError, TransientError):
+    """A store failed or its circuit breaker is open."""
+
+
+# Errors that say the request or the data is wrong, not that the store is down: they fail
+# the request but never open a breaker.
+_NOT_A_STORE_FAILURE = (TerminalError, MySQLdb.IntegrityError, MySQLdb.DataError,
+                        MySQLdb.ProgrammingError)  # fmt: skip
+
+
+@dataclass
+class WriteResult:
+    phase: int
+    items: list[dict[str, Any]] = field(default_factory=list)  # the items this write set
+    outboxed: int = 0  # changes to the second store kept for replay
+    keys: dict[str, Any] = field(default_factory=dict)  # source keys assigned (AUTO_INCREMENT)
+
+
+@dataclass
+class Breakers:
+    fail_max: int = 5
+    reset_timeout: float = 5.0
+    by_store: dict[str, pybreaker.CircuitBreaker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for store in (MYSQL, DYNAMODB):
+            self.by_store[store] = pybreaker.CircuitBreaker(
+                fail_max=self.fail_max, reset_timeout=self.reset_timeout,
+                exclude=list(_NOT_A_STORE_FAILURE), name=store,
+            )  # fmt: skip
+
+    def state(self) -> dict[str, str]:
+        return {s: str(b.current_state) for s, b in self.by_store.items()}
+
+
+def row_of(entity: Entity, item: Mapping[str, AV]) -> dict[str, Any]:
+    """An item in its entity's row shape: plain attributes under their source column, the
+    others (derived, denormalized) under their attribute name."""
+    plain = entity.plain
+    out: dict[str, Any] = {}
+    for name, av in item.items():
+        if name == VERSION_ATTRIBUTE:
+            continue
+        out[plain.get(name, name)] = python_value(av)
+    return out
+
+
+def python_value(av: AV) -> Any:
+    ((kind, value),) = av.items()
+    if kind == "N":
+        return Decimal(value)
+    if kind == "NS":
+        return sorted(Decimal(v) for v in value)
+    if kind in ("SS", "BS"):
+        return sorted(value)
+    if kind == "L":
+        return [python_value(v) for v in value]
+    if kind == "M":
+        return {k: python_value(v) for k, v in value.items()}
+    if kind == "NULL":
+        return None
+    return value
+
+
+class DualDatabase:
+    """One per application process; thread-safe. ``shadow_rate`` is the share of reads
+    compared against the other store in phases 3 and 4."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        settings: Settings,
+        *,
+        phases: PhaseClient | None = None,
+        shadow_rate: float = 1.0,
+        breakers: Breakers | None = None,
+        shadow_workers: int = 2,
+        recheck_seconds: float = 0.3,
+    ) -> None:
+        self.contract = contract
+        self.settings = settings
+        self.entities = Entities(contract)
+        self.deriver = Deriver(contract)
+        self.phases = phases or PhaseClient.from_settings(settings, ttl_seconds=2.0)
+        self.shadow_rate = shadow_rate
+        self.breakers = breakers or Breakers()
+        self.stats = RoutingStats()
+        self.clock = VersionClock()
+        self.recheck_seconds = recheck_seconds
+        self._http = DynamoHttp(settings, timeout=5.0)
+        self.dynamo = DynamoStore(self._http, settings.table_prefix)
+        self._local = threading.local()
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._shadow = ThreadPoolExecutor(shadow_workers, thread_name_prefix="cutover-shadow")
+        self._shadow_count = 0
+        self._outbox_ready = False
+        self.versioned_tables = {
+            e.source_table: e.version_column for e in self.entities if e.version_column
+        }
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def phase(self) -> Phase:
+        return self.phases.phase(self.contract.name)
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.settings.mysql, connect_timeout=3, read_timeout=10,
+                           write_timeout=10)  # fmt: skip
+            query(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+    @contextmanager
+    def _txn(self) -> Iterator[Any]:
+        conn = self._conn()
+        try:
+            conn.begin()
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_conn()
+            raise
+
+    def _mysql(self, fn: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return fn()
+            except MySQLdb.OperationalError as exc:
+                self._drop_conn()
+                raise StoreUnavailable(
+                    f"MySQL at {self.settings.mysql.url}: {exc.args[-1]}"
+                ) from None
+            except ServiceError:
+                self._drop_conn()
+                raise
+
+        return self._guard(MYSQL, guarded)
+
+    def _dynamodb(self, fn: Callable[[], T]) -> T:
+        return self._guard(DYNAMODB, fn)
+
+    def _guard(self, store: str, fn: Callable[[], T]) -> T:
+        try:
+            return self.breakers.by_store[store].call(fn)
+        except pybreaker.CircuitBreakerError:
+            raise StoreUnavailable(f"{store} circuit breaker is open") from None
+        except TransientError as exc:
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"{store}: {exc}") from None
+
+    def _timed(self, phase: Phase, store: str, op: str, fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.stats.latency(phase, store, op, (time.perf_counter() - started) * 1000)
+
+    def ensure_outbox(self) -> None:
+        if not self._outbox_ready:
+            with self._txn() as cur:
+                mysql_store.ensure_outbox(cur)
+            self._outbox_ready = True
+
+    # --- writes --------------------------------------------------------------------------
+
+    def put(self, entity: str, row: Mapping[str, Any]) -> WriteResult:
+        """Insert or replace the entity's source row (every column it should hold)."""
+        e = self.entities.get(entity)
+        key = {k: row[k] for k in e.source_key if row.get(k) is not None}
+        values = {k: v for k, v in row.items() if k not in key}
+        return self.write([Change(e.source_table, "put", key, values)])
+
+    def update(self, entity: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> WriteResult:
+        e = self.entities.get(entity)
+        return self.write([Change(e.source_table, "update", dict(key), dict(values))])
+
+    def delete(self, entity: str, key: Mapping[str, Any]) -> WriteResult:
+        e = self.entities.get(entity)
+        return self.write([Change(e.source_table, "delete", dict(key))])
+
+    def write(self, changes: list[Change]) -> WriteResult:
+        """Apply ``changes`` (rows of any table the contract reads) as one unit."""
+        known = self.entities.source_tables()
+        for c in changes:
+            if c.table not in known:
+                raise RoutingError(f"table {c.table!r} is not read by contract "
+                                   f"{self.contract.name!r}; the layer writes only its tables")  # fmt: skip
+            if c.op != "put" and not c.key:
+                raise RoutingError(f"a {c.op} on {c.table} needs the row's key")
+        phase = self.phase()
+        changes = self._versioned(changes)
+        result = WriteResult(int(phase))
+        op = "write"
+        if phase == Phase.MYSQL_ONLY:
+            self._timed(
+                phase,
+                MYSQL,
+                op,
+                lambda: self._mysql(lambda: self._mysql_apply(changes, result, False)),
+            )
+        elif phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY):
+            refreshes, ids = self._timed(
+                phase, MYSQL, op,
+                lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)))  # fmt: skip
+            self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
+        elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
+            record = self._timed(
+                phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True)
+            )
+            self._second(phase, result, lambda: self._mysql_after_dynamo(changes, record, result))
+        else:
+            self._timed(phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, False))
+            self.stats.write(phase, failed=False)
+        return result
+
+    def _versioned(self, changes: list[Change]) -> list[Change]:
+        version = self.clock.next()
+        out = []
+        for c in changes:
+            column = self.versioned_tables.get(c.table)
+            if column:
+                c = replace(c, values={**c.values, column: version})
+            out.append(c)
+        return out
+
+    def _second(self, phase: Phase, result: WriteResult, fn: Callable[[], None]) -> None:
+        """The second store's part: on failure the outbox keeps it and the request stands."""
+        try:
+            self._timed(phase, MYSQL if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY else DYNAMODB,
+                        "write_second", fn)  # fmt: skip
+            self.stats.write(phase, failed=False)
+        except (StoreUnavailable, CutoverError) as exc:
+            log.warning("second store failed, kept in the outbox: %s", exc)
+            result.outboxed += 1
+            self.stats.write(phase, failed=True)
+
+    # phases 1-3: MySQL first
+
+    def _mysql_apply(self, changes: list[Change], result: WriteResult, dual: bool) -> Any:
+        if dual:
+            self.ensure_outbox()
+        with self._txn() as cur:
+            refreshes: list[Refresh] = []
+            for change in changes:
+                before = select_rows(cur, change.table, change.key) if change.key and dual else []
+                apply(cur, change, self.versioned_tables.get(change.table), guard=False)
+                key = dict(change.key)
+                if change.op == "put" and not key:
+                    key = self._assigned_key(cur, change)
+                    result.keys.setdefault(change.table, []).append(key)
+                if dual:
+                    after = select_rows(cur, change.table, key) if change.op != "delete" else []
+                    refreshes.extend(self._refreshes(cur, change, key, before, after))
+            if not dual:
+                return None
+            refreshes = _unique(refreshes)
+            ids = mysql_store.enqueue(cur, self.contract.name, refreshes)
+        return refreshes, ids
+
+    def _assigned_key(self, cur: Any, change: Change) -> dict[str, Any]:
+        entities = self.entities.of_table(change.table)
+        columns = entities[0].source_key if entities else ["id"]
+        if len(columns) != 1:
+            raise RoutingError(f"a put on {change.table} must carry its key {columns}")
+        return {columns[0]: int(cur.lastrowid)}
+
+    def _refreshes(
+        self, cur: Any, change: Change, key: dict[str, Any], before: list[dict],
+        after: list[dict],
+    ) -> list[Refresh]:  # fmt: skip
+        version = version_number(change.values.get(self.versioned_tables.get(change.table, "")))
+        out: list[Refresh] = []
+        for entity in self.entities.of_table(change.table):
+            before_key = None
+            if before:
+                try:
+                    before_key = entity.item_key(before[0])
+                except RoutingError:
+                    before_key = None
+            source_key = {k: (after or before or [key])[0].get(k, key.get(k))
+                          for k in entity.source_key}  # fmt: skip
+            out.append(Refresh(entity.name, source_key, before_key, version))
+        for dep in self.entities.dependents(change.table):
+            where: dict[str, set[Any]] = {}
+            for mine, theirs in dep.pairs:
+                for row in (*before, *after):
+                    if row.get(theirs) is not None:
+                        where.setdefault(mine, set()).add(row[theirs])
+            for mine, values in where.items():
+                rows = select_rows(cur, dep.entity.source_table, {mine: sorted(values, key=str)})
+                for row in rows:
+                    skey = {k: row[k] for k in dep.entity.source_key}
+                    out.append(Refresh(dep.entity.name, skey, None, None))
+        return out
+
+    def _refresh_all(self, refreshes: list[Refresh], ids: list[int], result: WriteResult) -> None:
+        """Bring each item up to date from MySQL, under its row's lock, then mark the outbox
+        rows applied. Raises (rows stay pending) when either store fails."""
+        for refresh in refreshes:
+            result.items.extend(self._mysql(lambda r=refresh: self._refresh_one(r)))
+        self._mysql(lambda: self._mark(ids))
+
+    def _mark(self, ids: list[int]) -> None:
+        with self._txn() as cur:
+            mysql_store.mark_applied(cur, ids)
+
+    def _refresh_one(self, refresh: Refresh) -> list[dict[str, Any]]:
+        entity = self.entities.get(refresh.entity)
+        written: list[dict[str, Any]] = []
+        with self._txn() as cur:
+            exists = mysql_store.lock_row(cur, entity, refresh.source_key)
+            built = (self.deriver.derive(cur, entity, {k: [v] for k, v in refresh.source_key.items()})
+                     if exists else [])  # fmt: skip
+            item = next((b for b in built if isinstance(b, Item)), None)
+            new_key = None
+            if item is not None:
+                new_key = self._key_of(entity.table, item)
+                self._dynamodb(lambda: self.dynamo.put(entity.table, item.body, item.version))
+                written.append({"table": entity.table.table, "op": "put", "key": new_key,
+                                "item": json.loads(item.body)})  # fmt: skip
+            elif built:
+                log.warning(
+                    "%s %s cannot become an item: %s",
+                    entity.name,
+                    refresh.source_key,
+                    built[0].detail,
+                )  # type: ignore[union-attr]
+            if refresh.before_key and refresh.before_key != new_key:
+                bk = refresh.before_key
+                self._dynamodb(lambda: self.dynamo.delete(entity.table, bk, refresh.version))
+                written.append({"table": entity.table.table, "op": "delete", "key": bk})
+        return written
+
+    @staticmethod
+    def _key_of(table: Table, item: Item) -> dict[str, str]:
+        key = {table.pk: item.pk}
+        if table.sk:
+            key[table.sk] = item.sk or ""
+        return key
+
+    # phases 4-5: DynamoDB first
+
+    def _dynamo_first(self, changes: list[Change], result: WriteResult, dual: bool) -> str | None:
+        ops: list[dict[str, Any]] = []
+        for change in changes:
+            for entity in self.entities.of_table(change.table):
+                ops.extend(self._item_ops(entity, change, result, dual))
+        version = version_number(self.clock.next()) or 0
+        record = None
+        outbox = None
+        if dual:
+            outbox = self.dynamo.outbox_item(self.contract.name, version,
+                                             {"changes": json.loads(dumps(changes))})  # fmt: skip
+            record = outbox["record"]["S"]
+        if ops or outbox:
+            for start in range(0, max(len(ops), 1), 99):
+                chunk = ops[start : start + 99]
+                self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None:
+                               self.dynamo.transact(c, o))  # fmt: skip
+        return record
+
+    def _item_ops(
+        self, entity: Entity, change: Change, result: WriteResult, dual: bool
+    ) -> list[dict[str, Any]]:
+        table = entity.table
+        row = change.row()
+        version = version_number(row.get(entity.version_column)) if entity.version_column else None
+        if change.op == "delete":
+            key = self._item_key_for(entity, change, dual)
+            result.items.append({"table": table.table, "op": "delete", "key": key})
+            return [self.dynamo.delete_op(table, key, version)]
+        item_av = self._new_item(entity, change, dual)
+        body = json.dumps(item_av, ensure_ascii=False, separators=(",", ":"))
+        key = {k: python_text(item_av[k]) for k in (table.pk, table.sk) if k}
+        result.items.append({"table": table.table, "op": "put", "key": key, "item": item_av})
+        return [self.dynamo.put_op(table, body, version)]
+
+    def _item_key_for(self, entity: Entity, change: Change, dual: bool) -> dict[str, str]:
+        row = change.row()
+        try:
+            return entity.item_key(row)
+        except RoutingError:
+            if not dual:
+                raise
+        rows = self._mysql(lambda: self._select(change.table, change.key))
+        if not rows:
+            raise RoutingError(f"no {change.table} row {change.key} to change")
+        return entity.item_key({**rows[0], **row})
+
+    def _select(self, table: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
+        with self._txn() as cur:
+            return select_rows(cur, table, key)
+
+    def _new_item(self, entity: Entity, change: Change, dual: bool) -> dict[str, AV]:
+        """The item after ``change``: in phase 4 the view SELECT over the new row (MySQL read
+        only); when MySQL cannot answer, or in phase 5, the stored item with the row's plain
+        columns, keys and version laid over it."""
+        if dual:
+            try:
+                built = self._mysql(lambda: self._preview(entity, change))
+                if isinstance(built, Item):
+                    return json.loads(built.body)
+                raise RoutingError(f"{entity.name} row {change.key} cannot become an item: "
+                                   f"{built.reason}: {built.detail}")  # fmt: skip
+            except StoreUnavailable:
+                pass
+        row = change.row()
+        if change.op == "update" and not _has_all(row, entity.key_columns().values()):
+            raise RoutingError(f"{entity.name}: without MySQL an update must carry the item's "
+                               f"key columns {sorted(entity.key_columns().values())}")  # fmt: skip
+        key = entity.item_key(row)
+        current = self._dynamodb(lambda: self.dynamo.get(entity.table, key)) or {}
+        return self._overlay(entity, current, row, key)
+
+    def _preview(self, entity: Entity, change: Change) -> Any:
+        with self._txn() as cur:
+            row = change.row()
+            if change.op == "update":
+                stored = select_rows(cur, change.table, change.key)
+                if not stored:
+                    raise RoutingError(f"no {change.table} row {change.key} to update")
+                row = {**stored[0], **row}
+            return self.deriver.preview(cur, entity, row)
+
+    def _overlay(self, entity: Entity, current: dict[str, AV], row: Mapping[str, Any],
+                 key: Mapping[str, str]) -> dict[str, AV]:  # fmt: skip
+        item = dict(current)
+        types = {a.name: a.type for a in entity.source.attributes}
+        for attr, column in entity.plain.items():
+            if column in row:
+                av = convert(types[attr], row[column]) if row[column] is not None else None
+                if av is None:
+                    item.pop(attr, None)
+                else:
+                    item[attr] = av
+        for name, text in key.items():
+            item[name] = {"N": text} if types.get(name) == "N" else {"S": text}
+        if entity.version_column and row.get(entity.version_column) is not None:
+            item[VERSION_ATTRIBUTE] = {"N": str(version_number(row[entity.version_column]))}
+        return item
+
+    def _mysql_after_dynamo(self, changes: list[Change], record: str | None,
+                            result: WriteResult) -> None:  # fmt: skip
+        """Phase 4's second store: the row changes (guarded by version), then the items they
+        touch refreshed from MySQL, then the outbox entry removed."""
+        refreshes = self._mysql(lambda: self._apply_guarded(changes))
+        for refresh in refreshes:
+            result.items.extend(self._mysql(lambda r=refresh: self._refresh_one(r)))
+        if record:
+            self._dynamodb(lambda: self.dynamo.outbox_done(self.contract.name, record))
+
+    def _apply_guarded(self, changes: list[Change]) -> list[Refresh]:
+        refreshes: list[Refresh] = []
+        with self._txn() as cur:
+            for change in changes:
+                before = select_rows(cur, change.table, change.key) if change.key else []
+                apply(cur, change, self.versioned_tables.get(change.table), guard=True)
+                after = select_rows(cur, change.table, change.key) if change.op != "delete" else []
+                refreshes.extend(self._refreshes(cur, change, dict(change.key), before, after))
+        return _unique(refreshes)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, entity: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The entity's row (its shape: see ``row_of``) by the columns of its item key."""
+        e = self.entities.get(entity)
+        item_key = e.item_key(key)
+        columns = e.key_columns()
+
+        def from_mysql() -> list[dict[str, AV]]:
+            return self._mysql_items(e, {c: [key[c]] for c in columns.values()})
+
+        def from_dynamodb() -> list[dict[str, AV]]:
+            item = self.dynamo.get(e.table, item_key)
+            return [item] if item else []
+
+        items = self._read(e.name, "get", from_mysql, from_dynamodb, {"key": item_key})
+        return row_of(e, items[0]) if items else None
+
+    def query(
+        self, table: str, pk: str, *, index: str | None = None, sk_prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        """An access pattern: the items of ``table`` (or its GSI ``index``) whose partition key
+        is ``pk``, optionally with a sort key starting with ``sk_prefix``; rows in each
+        entity's shape with ``__entity``."""
+        t = self.entities.table(table)
+        pk_name, sk_name = t.pk, t.sk
+        if index:
+            gsi = next((g for g in t.gsis if g.index_name == index), None)
+            if gsi is None:
+                raise RoutingError(f"table {table} has no index {index!r}")
+            pk_name, sk_name = gsi.pk, gsi.sk
+
+        def from_mysql() -> list[dict[str, AV]]:
+            out = []
+            for entity in (e for e in self.entities if e.table is t):
+                out.extend(self._mysql_query(entity, pk_name, pk))
+            if sk_prefix is not None and sk_name:
+                out = [
+                    i for i in out if python_text(i.get(sk_name, {"S": ""})).startswith(sk_prefix)
+                ]
+            return out
+
+        def from_dynamodb() -> list[dict[str, AV]]:
+            return self.dynamo.query(t, pk_name, pk, index=index, sk_name=sk_name,
+                                     sk_prefix=sk_prefix)  # fmt: skip
+
+        op = f"query:{index or 'table'}"
+        items = self._read(table, op, from_mysql, from_dynamodb, {"pk": pk, "index": index})
+        return [self._row_any(t, item) for item in items]
+
+    def _row_any(self, table: Table, item: dict[str, AV]) -> dict[str, Any]:
+        from cutover.validate.canonical import EntityClassifier
+
+        name = EntityClassifier(table)(
+            python_text(item.get(table.pk)), python_text(item.get(table.sk)) if table.sk else None
+        )
+        entity = self.entities.by_name.get(name)
+        row = row_of(entity, item) if entity else {k: python_value(v) for k, v in item.items()}
+        return {**row, "__entity": name}
+
+    def _mysql_items(self, entity: Entity, where: dict[str, list[Any]]) -> list[dict[str, AV]]:
+        with self._txn() as cur:
+            built = self.deriver.derive(cur, entity, where)
+        return [json.loads(b.body) for b in built if isinstance(b, Item)]
+
+    def _mysql_query(self, entity: Entity, key_name: str, value: str) -> list[dict[str, AV]]:
+        where = self._invert(entity, key_name, value)
+        if where is None:
+            return []
+        items = self._mysql_items(entity, where) if where else self._scan(entity)
+        return [i for i in items if python_text(i.get(key_name)) == value]
+
+    def _invert(self, entity: Entity, key_name: str, value: str) -> dict[str, list[Any]] | None:
+        """Source-column conditions that select the rows whose ``key_name`` is ``value``
+        ({} when the key cannot be inverted: scan; None when no row of it can match)."""
+        plain = entity.plain
+        fields = entity.key_fields().get(key_name)
+        if fields is None:
+            if key_name in plain:
+                return {plain[key_name]: [value]}
+            return {} if any(a.name == key_name for a in entity.source.attributes) else None
+        template, attr = fields
+        if template is None:
+            return {plain[attr]: [value]} if attr in plain else {}
+        names = template_fields(template)
+        pattern = re.escape(template)
+        for name in names:
+            pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>.+?)", 1)
+        match = re.fullmatch(pattern, value, re.DOTALL)
+        if match is None:
+            return None
+        if any(n not in plain for n in names):
+            return {}
+        return {plain[n]: [match.group(n)] for n in names}
+
+    def _scan(self, entity: Entity) -> list[dict[str, AV]]:
+        return self._mysql_items(entity, {})
+
+    def _read(
+        self, entity: str, op: str, from_mysql: Callable[[], list], from_dynamodb: Callable[[], list],
+        ident: dict[str, Any],
+    ) -> list[dict[str, AV]]:  # fmt: skip
+        phase = self.phase()
+        primary, secondary = ((MYSQL, DYNAMODB) if phase <= Phase.DUAL_READ_MYSQL_PRIMARY
+                              else (DYNAMODB, MYSQL))  # fmt: skip
+        fns = {MYSQL: lambda: self._mysql(from_mysql),
+               DYNAMODB: lambda: self._dynamodb(from_dynamodb)}  # fmt: skip
+        fallback = phase in (Phase.DUAL_READ_MYSQL_PRIMARY, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+        try:
+            answer = self._timed(phase, primary, op, fns[primary])
+        except StoreUnavailable:
+            if not fallback:
+                raise
+            self.stats.fallback(phase)
+            return self._timed(phase, secondary, op, fns[secondary])
+        if fallback and self._sampled():
+            self._shadow.submit(self._compare, phase, entity, op, answer, fns, primary,
+                                secondary, ident)  # fmt: skip
+        return answer
+
+    def _sampled(self) -> bool:
+        with self._lock:
+            self._shadow_count += 1
+            n = self._shadow_count
+        return int(n * self.shadow_rate) != int((n - 1) * self.shadow_rate)
+
+    def _compare(self, phase: Phase, entity: str, op: str, answer: list, fns: dict,
+                 primary: str, secondary: str, ident: dict[str, Any]) -> None:  # fmt: skip
+        try:
+            other = self._timed(phase, secondary, op, fns[secondary])
+            if _same(answer, other):
+                self.stats.compared(phase, entity, op, "match")
+                return
+            time.sleep(self.recheck_seconds)  # a write in flight settles before judging
+            answer = fns[primary]()
+            other = fns[secondary]()
+            if _same(answer, other):
+                self.stats.compared(phase, entity, op, "transient")
+                return
+            self.stats.compared(phase, entity, op, "mismatch",
+                                {**ident, "attributes": _differing(answer, other, primary)})  # fmt: skip
+        except Exception as exc:  # the shadow never fails a request
+            log.debug("shadow read failed: %s", exc)
+            self.stats.compared(phase, entity, op, "error")
+
+    # --- evidence and replay -------------------------------------------------------------
+
+    def outbox_depth(self) -> int:
+        depth = 0
+        try:
+            with self._txn() as cur:
+                self.ensure_outbox()
+                depth += mysql_store.depth(cur, self.contract.name)
+        except Exception:
+            pass
+        with suppress(Exception):
+            depth += len(self.dynamo.outbox_pending(self.contract.name))
+        self.stats.outbox(depth)
+        return depth
+
+    def flush(self) -> dict[str, Any]:
+        """Record this process's figures for the current phase as gate evidence
+        (``shadow_reads``, ``dual_writes``)."""
+        from cutover.aws import dynamodb_client
+        from cutover.phases.store import PhaseStore
+
+        phase = self.phase()
+        store = PhaseStore(dynamodb_client(self.settings), self.settings.table_prefix)
+        depth = self.outbox_depth()
+        shadow = self.stats.shadow_evidence(phase)
+        writes = self.stats.write_evidence(phase, depth)
+        if phase in (Phase.DUAL_READ_MYSQL_PRIMARY, Phase.DUAL_READ_DYNAMODB_PRIMARY):
+            store.record_evidence(self.contract.name, "shadow_reads", shadow)
+        if phase >= Phase.DUAL_WRITE:
+            store.record_evidence(self.contract.name, "dual_writes", writes)
+        return {"shadow_reads": shadow, "dual_writes": writes}
+
+    def close(self) -> None:
+        self._shadow.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                with suppress(Exception):
+                    conn.close()
+            self._conns.clear()
+        self._http.close()
+
+
+def python_text(av: AV | None) -> str:
+    if av is None:
+        return ""
+    ((kind, value),) = av.items()
+    if kind == "N":
+        return format(Decimal(value).normalize(), "f")
+    return str(value)
+
+
+def _has_all(row: Mapping[str, Any], columns: Any) -> bool:
+    return all(row.get(c) is not None for c in columns)
+
+
+def _unique(refreshes: list[Refresh]) -> list[Refresh]:
+    seen: dict[tuple[str, str], Refresh] = {}
+    for r in refreshes:
+        prior = seen.get(r.ident())
+        if prior is None or (prior.before_key is None and r.before_key):
+            seen[r.ident()] = r
+    return list(seen.values())
+
+
+def _canon_set(items: list[dict[str, AV]]) -> list[str]:
+    return sorted(canonical_item(i) for i in items)
+
+
+def _same(a: list[dict[str, AV]], b: list[dict[str, AV]]) -> bool:
+    return _canon_set(a) == _canon_set(b)
+
+
+def _differing(answer: list, other: list, primary: str) -> list[str]:
+    if len(answer) != 1 or len(other) != 1:
+        return [f"{len(answer)} item(s) from {primary}, {len(other)} from the other store"]
+    diffs = differences(json.dumps(answer[0]), json.dumps(other[0]))
+    return sorted({d["attribute"] for d in diffs})

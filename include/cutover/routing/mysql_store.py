@@ -1,0 +1,180 @@
+"""The MySQL side of the routing layer: items derived from source rows by the contract's own
+view SELECT (the backfill's SQL and item builder, so both paths make the same item), the
+outbox table that keeps DynamoDB changes in the same transaction as the row change, and the
+refresh of one item under a row lock so that the last put of an item is its newest
+derivation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cutover.contract.model import Contract
+from cutover.contract.views import source_select_sql, view_columns
+from cutover.db import quote_ident as q
+from cutover.routing.entities import Entity
+from cutover.transform.items import Item, ItemBuilder, Rejection
+
+OUTBOX_TABLE = "cutover_outbox"
+
+OUTBOX_DDL = f"""CREATE TABLE IF NOT EXISTS {q(OUTBOX_TABLE)} (
+  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  contract    VARCHAR(128) NOT NULL,
+  entity      VARCHAR(255) NOT NULL,
+  source_key  VARCHAR(1024) NOT NULL,
+  before_key  TEXT NULL,
+  version     BIGINT NULL,
+  created_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  applied_at  DATETIME(6) NULL,
+  attempts    INT NOT NULL DEFAULT 0,
+  last_error  TEXT NULL,
+  KEY ix_outbox_pending (contract, applied_at, id),
+  KEY ix_outbox_created (contract, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """One item to bring up to date from its source row: the entity, the row's source key,
+    the item key it had before the change (to delete when the key moved or the row went) and
+    the change's version (guards a late delete)."""
+
+    entity: str
+    source_key: dict[str, Any]
+    before_key: dict[str, str] | None = None
+    version: int | None = None
+
+    def ident(self) -> tuple[str, str]:
+        return self.entity, json.dumps(self.source_key, sort_keys=True, default=str)
+
+
+class Deriver:
+    """Builds items from MySQL rows with the contract's view expressions."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+        self._builders = {t.table: ItemBuilder(contract, t) for t in contract.tables}
+        self._sql: dict[str, str] = {}
+
+    def _select(self, entity: Entity) -> str:
+        if entity.name not in self._sql:
+            # bound parameters follow: the view's own % (DATE_FORMAT) must be doubled
+            sql = source_select_sql(self.contract, entity.table, entity.source)
+            self._sql[entity.name] = sql.replace("%", "%%")
+        return self._sql[entity.name]
+
+    def _build(self, entity: Entity, cursor: Any) -> list[Item | Rejection]:
+        names = view_columns(entity.table)
+        builder = self._builders[entity.table.table]
+        return [builder.build(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+
+    def derive(
+        self, cursor: Any, entity: Entity, where: Mapping[str, list[Any]]
+    ) -> list[Item | Rejection]:
+        """Items of the entity's rows whose columns take one of the given values."""
+        parts, params = [], []
+        for column, values in where.items():
+            marks = ", ".join(["%s"] * len(values))
+            parts.append(f"{q(entity.source_table)}.{q(column)} IN ({marks})")
+            params.extend(values)
+        cursor.execute(self._select(entity) + "\nWHERE " + " AND ".join(parts), params)
+        return self._build(entity, cursor)
+
+    def preview(self, cursor: Any, entity: Entity, row: Mapping[str, Any]) -> Item | Rejection:
+        """The item ``row`` would make once stored: the same SELECT over a one-row derived
+        table under the source table's name (joined tables are read as they are)."""
+        columns = ", ".join(f"%s AS {q(c)}" for c in row)
+        from_sql = f"(SELECT {columns}) AS {q(entity.source_table)}"
+        sql = source_select_sql(self.contract, entity.table, entity.source, from_sql)
+        cursor.execute(sql.replace("%", "%%").replace("%%s AS", "%s AS"), list(row.values()))
+        built = self._build(entity, cursor)
+        return built[0]
+
+
+def ensure_outbox(cursor: Any) -> None:
+    cursor.execute(OUTBOX_DDL)
+
+
+def enqueue(cursor: Any, contract: str, refreshes: list[Refresh]) -> list[int]:
+    """Outbox rows for ``refreshes``, in the caller's transaction; their ids, in order."""
+    ids = []
+    for r in refreshes:
+        cursor.execute(
+            f"INSERT INTO {q(OUTBOX_TABLE)} (contract, entity, source_key, before_key, version) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (contract, r.entity, json.dumps(r.source_key, default=str),
+             json.dumps(r.before_key) if r.before_key else None, r.version),
+        )  # fmt: skip
+        ids.append(int(cursor.lastrowid))
+    return ids
+
+
+def mark_applied(cursor: Any, ids: list[int]) -> None:
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(
+            f"UPDATE {q(OUTBOX_TABLE)} SET applied_at = UTC_TIMESTAMP(6) WHERE id IN ({marks})",
+            ids,
+        )
+
+
+def mark_failed(cursor: Any, ids: list[int], error: str) -> None:
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(
+            f"UPDATE {q(OUTBOX_TABLE)} SET attempts = attempts + 1, last_error = %s "
+            f"WHERE id IN ({marks})",
+            [error[:2000], *ids],
+        )
+
+
+def pending(cursor: Any, contract: str, limit: int = 500) -> list[tuple[int, Refresh]]:
+    cursor.execute(
+        f"SELECT id, entity, source_key, before_key, version FROM {q(OUTBOX_TABLE)} "
+        "WHERE contract = %s AND applied_at IS NULL ORDER BY id LIMIT %s",
+        (contract, limit),
+    )
+    return [
+        (int(i), Refresh(e, json.loads(k), json.loads(b) if b else None, v))
+        for i, e, k, b, v in cursor.fetchall()
+    ]
+
+
+def depth(cursor: Any, contract: str) -> int:
+    cursor.execute(
+        f"SELECT COUNT(*) FROM {q(OUTBOX_TABLE)} WHERE contract = %s AND applied_at IS NULL",
+        (contract,),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def changed_since(cursor: Any, contract: str, since: str) -> list[Refresh]:
+    """Every refresh enqueued since ``since`` (applied or not), oldest first: what a backfill
+    that started then must replay over its snapshot."""
+    cursor.execute(
+        f"SELECT entity, source_key, before_key, version FROM {q(OUTBOX_TABLE)} "
+        "WHERE contract = %s AND created_at >= %s ORDER BY id",
+        (contract, since),
+    )
+    return [Refresh(e, json.loads(k), json.loads(b) if b else None, v)
+            for e, k, b, v in cursor.fetchall()]  # fmt: skip
+
+
+def prune(cursor: Any, contract: str, older_than_days: int) -> int:
+    cursor.execute(
+        f"DELETE FROM {q(OUTBOX_TABLE)} WHERE contract = %s AND applied_at IS NOT NULL "
+        "AND applied_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY",
+        (contract, older_than_days),
+    )
+    return int(cursor.rowcount)
+
+
+def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:
+    """Lock the source row (FOR UPDATE) until the transaction ends; False when it is gone."""
+    where = " AND ".join(f"{q(c)} = %s" for c in key)
+    cursor.execute(
+        f"SELECT 1 FROM {q(entity.source_table)} WHERE {where} FOR UPDATE", list(key.values())
+    )
+    return cursor.fetchone() is not None

@@ -1,0 +1,490 @@
+"""Private MariaDB and DynamoDB Local servers that a fault drill may stop, kill and restart.
+
+A drill that stops "the database" must stop one that the test itself started, never the
+machine's shared ones (MariaDB on 127.0.0.1:3306, the suite's DynamoDB Local): other tests,
+other sessions and the user's own work depend on those. So each server here runs on a free
+port, with its data, socket, pid file and log under one directory of its own, and stop() and
+kill() act only on the process this object started (or, after a crash of the test process,
+the one its pid file names and whose command line names its own data directory).
+
+Data lives on disk, so it survives stop()/start() and, for MariaDB, kill() (crash recovery).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+import uuid
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from cutover.errors import ServiceError
+from cutover.local.services import DynamoLocal, port_open
+from cutover.settings import LOCAL_DIR
+
+HOST = "127.0.0.1"
+# Under the project, not pytest's tmp_path: /tmp/pytest-of-root is mode 0700, so the `mysql`
+# user that mariadbd switches to could not reach a data directory below it.
+DRILLS_DIR = LOCAL_DIR / "drills"
+MARIADBD = "/usr/sbin/mariadbd"
+# A unix socket path longer than this (sun_path, less its NUL) cannot be bound.
+_MAX_SOCKET_PATH = 107
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _new_directory(kind: str) -> Path:
+    return DRILLS_DIR / f"{kind}-{uuid.uuid4().hex[:8]}"
+
+
+def _remembered_port(directory: Path, port: int | None) -> int:
+    """The port this directory's server used before (so a restart keeps its address), else
+    ``port``, else a free one; written down for the next time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port_file = directory / "port"
+    if port is None and port_file.exists():
+        port = int(port_file.read_text().strip())
+    if port is None:
+        port = free_port()
+    port_file.write_text(f"{port}\n")
+    return port
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it first if it is our exited child (a zombie still
+    answers kill(pid, 0))."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        if state.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM to ``pid``'s process group, SIGKILL if it has not exited after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        _sigkill(pid)
+
+
+def _sigkill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    if not _wait_gone(pid, 10):
+        raise ServiceError(f"process {pid} survived SIGKILL")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _reachable_by(user: str, path: Path) -> None:
+    """Raise unless ``user`` may enter every directory above ``path`` (mariadbd runs as it)."""
+    account = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, account.pw_gid))
+    for parent in reversed(path.resolve().parents):
+        st = parent.stat()
+        if st.st_uid == account.pw_uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            raise ServiceError(
+                f"user {user} cannot enter {parent} (mode {stat.filemode(st.st_mode)}), so "
+                f"mariadbd could not reach {path}; use a directory under {DRILLS_DIR}"
+            )
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    account = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        for entry in (root, *(os.path.join(root, name) for name in (*dirs, *files))):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(entry, account.pw_uid, account.pw_gid, follow_symlinks=False)
+
+
+class PrivateMariaDB:
+    """A MariaDB server of one test's own, on a free port of 127.0.0.1.
+
+    Everything it has lives under ``directory``: ``data/`` (initialised once with
+    mariadb-install-db; root logs in over TCP with an empty password), ``mysqld.sock``,
+    ``mysqld.pid``, ``error.log``, ``tmp/`` and ``port``. It reads no option file
+    (``--no-defaults``), so /etc/mysql's port 3306 and /run/mysqld socket are never used, and
+    it is kept small (64M buffer pool, 16M redo log, no binary log).
+
+    ``stop()``, ``kill()`` and ``close()`` act on this server only: the shared one on 3306
+    that other tests and users rely on is never touched.
+    """
+
+    host = HOST
+    user = "root"
+
+    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+        self.directory = (directory or _new_directory("mariadb")).resolve()
+        self.port = _remembered_port(self.directory, port)
+        self._proc: subprocess.Popen[bytes] | None = None
+        # Run as root, mariadbd must switch to an unprivileged user; otherwise it runs as us.
+        self._os_user = "mysql" if os.geteuid() == 0 else None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    # --- where things are ------------------------------------------------------------------
+
+    @property
+    def datadir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "mysqld.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "mysqld.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "error.log"
+
+    def url(self, database: str) -> str:
+        """The connection URL of ``database`` on this server (as in CUTOVER_MYSQL_URL)."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{database}"
+
+    # --- the process -----------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of this server's mariadbd while it runs, else None."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                return self._proc.pid
+            self._proc = None
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        # A pid file left behind may name a recycled pid: trust it only if that process is a
+        # mariadbd serving this very data directory.
+        if _alive(pid) and f"--datadir={self.datadir}" in _cmdline(pid):
+            return pid
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server unless it runs; return once root can log in over TCP."""
+        if self.running:
+            self._wait_ready(timeout)
+            return
+        if len(str(self.socket)) > _MAX_SOCKET_PATH:
+            raise ServiceError(f"socket path {self.socket} is too long; use a shorter directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "tmp").mkdir(exist_ok=True)
+        if self._os_user:
+            _reachable_by(self._os_user, self.directory)
+        self._install()
+        self.log_file.touch()
+        if self._os_user:
+            _chown_tree(self.directory, self._os_user)
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [MARIADBD, *self._options()],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        # Should the test process end without close(), do not leave a server behind.
+        self._finalizer = weakref.finalize(self, _kill_quietly, self._proc.pid)
+        self._wait_ready(timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        """A clean shutdown: SIGTERM, then SIGKILL if it has not exited after ``timeout``."""
+        pid = self.pid
+        if pid is not None:
+            _terminate(pid, timeout)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. The next start() runs InnoDB crash recovery."""
+        pid = self.pid
+        if pid is not None:
+            _sigkill(pid)
+        self._forget()
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def close(self) -> None:
+        """Stop the server and remove its directory, data and all."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- SQL -------------------------------------------------------------------------------
+
+    def connect(self, database: str | None = None, connect_timeout: int = 5) -> Any:
+        """A MySQLdb connection as root over TCP (never the socket, as clients of 3306 do)."""
+        import MySQLdb
+
+        kwargs: dict[str, Any] = {"db": database} if database else {}
+        return MySQLdb.connect(host=self.host, port=self.port, user=self.user, passwd="",
+                               connect_timeout=connect_timeout, **kwargs)  # fmt: skip
+
+    def create_database(self, name: str) -> None:
+        if "`" in name:
+            raise ValueError(f"database name {name!r} contains a backquote")
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
+        finally:
+            conn.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _options(self) -> list[str]:
+        user = [f"--user={self._os_user}"] if self._os_user else []
+        return [
+            "--no-defaults",  # must come first: /etc/mysql/my.cnf is the shared server's
+            *user,
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.pid_file}",
+            f"--log-error={self.log_file}",
+            f"--tmpdir={self.directory / 'tmp'}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",  # as the shared server's my.cnf has it
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+        ]
+
+    def _install(self) -> None:
+        if (self.datadir / "mysql").is_dir():
+            return
+        shutil.rmtree(self.datadir, ignore_errors=True)  # a half-done earlier attempt
+        self.datadir.mkdir(parents=True)
+        if self._os_user:
+            _chown_tree(self.directory, self._os_user)
+        user = [f"--user={self._os_user}"] if self._os_user else []
+        done = subprocess.run(
+            ["mariadb-install-db", "--no-defaults", *user, f"--datadir={self.datadir}",
+             "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+             "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M", "--skip-log-bin"],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode != 0 or not (self.datadir / "mysql").is_dir():
+            raise ServiceError(f"mariadb-install-db failed in {self.datadir}: "
+                               f"{(done.stderr or done.stdout)[-2000:]}")  # fmt: skip
+
+    def _wait_ready(self, timeout: float) -> None:
+        import MySQLdb
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise ServiceError(f"mariadbd in {self.directory} exited while starting:\n"
+                                   f"{_tail(self.log_file)}")  # fmt: skip
+            try:
+                conn = self.connect(connect_timeout=2)
+            except MySQLdb.OperationalError as exc:
+                last = exc
+                time.sleep(0.1)
+                continue
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT @@datadir")
+                    (datadir,) = cur.fetchone()
+            finally:
+                conn.close()
+            if Path(datadir).resolve() != self.datadir:
+                raise ServiceError(
+                    f"port {self.port} is served by another MariaDB (datadir {datadir}), "
+                    f"not the one in {self.directory}"
+                )
+            return
+        raise ServiceError(
+            f"mariadbd in {self.directory} did not accept root over TCP on port {self.port} "
+            f"within {timeout:.0f}s ({last}):\n{_tail(self.log_file)}"
+        )
+
+    def _forget(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1)
+        self._proc = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+
+def _kill_quietly(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class PrivateDynamoDB:
+    """A DynamoDB Local of one test's own, on a free port, its tables on disk under
+    ``directory`` (``-dbPath``, not ``-inMemory``), so they survive stop()/start().
+
+    It is cutover's own ``DynamoLocal`` with a private ``state_dir``: its pid file, log and
+    data are there, and stop() acts on that pid only, never on the suite's DynamoDB Local.
+    """
+
+    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+        self.directory = (directory or _new_directory("dynamodb")).resolve()
+        self.port = _remembered_port(self.directory, port)
+        self.local = DynamoLocal(port=self.port, state_dir=self.directory, in_memory=False)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.local.address
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.local.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _alive(pid) and str(self.local.data_dir) in _cmdline(pid):
+            return pid
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start DynamoDB Local unless it runs; return once its port answers."""
+        if self.running:
+            return
+        if port_open(HOST, self.port):
+            # DynamoLocal.up() would take whatever answers there for ours.
+            raise ServiceError(f"port {self.port} is taken by another process")
+        self.local.up(timeout=timeout)
+        pid = self.pid
+        if pid is None:
+            raise ServiceError(f"DynamoDB Local on port {self.port} did not start; "
+                               f"see {self.local.log_file}")  # fmt: skip
+        self._finalizer = weakref.finalize(self, _kill_quietly, pid)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, SIGKILL after ``timeout``; returns once the process is gone."""
+        pid = self.pid
+        if pid is not None:
+            # DynamoLocal.down() alone would wait its full 20 s: up() dropped its Popen, so
+            # the exited JVM stays a zombie of this process, which kill(pid, 0) counts alive.
+            _terminate(pid, timeout)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash of DynamoDB Local."""
+        pid = self.pid
+        if pid is not None:
+            _sigkill(pid)
+        self._forget()
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 DynamoDB client for this server that fails fast (one attempt, 2 s to
+        connect) instead of retrying a stopped server; ``config`` overrides botocore Config."""
+        import boto3
+        from botocore.config import Config
+
+        settings: dict[str, Any] = {"retries": {"max_attempts": 1, "mode": "standard"},
+                                    "connect_timeout": 2, "read_timeout": 10}  # fmt: skip
+        settings.update(config)
+        return boto3.client("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="x", aws_secret_access_key="x",
+                            config=Config(**settings))  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the server and remove its directory, tables and all."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _forget(self) -> None:
+        self.local.down()  # only removes the pid file now that the process is gone
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
