@@ -19,9 +19,9 @@ CONNECT_TIMEOUT_S = 10
 MAX_ATTEMPTS = 10
 
 
-def _config() -> Config:
+def _config(attempts: int | None = None) -> Config:
     # AWS_MAX_ATTEMPTS, boto's own setting, overrides the default (a Config value would win).
-    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
+    attempts = attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
     return Config(
         retries={"max_attempts": attempts, "mode": "adaptive"},
         max_pool_connections=32,
@@ -29,10 +29,10 @@ def _config() -> Config:
     )
 
 
-def dynamodb_client(settings: Settings) -> Any:
+def dynamodb_client(settings: Settings, attempts: int | None = None) -> Any:
     """A DynamoDB client; against a custom endpoint without credentials, dummy ones are used
-    (DynamoDB Local accepts any)."""
-    kwargs: dict[str, Any] = {"region_name": settings.region, "config": _config()}
+    (DynamoDB Local accepts any). ``attempts`` bounds retries (a request path wants few)."""
+    kwargs: dict[str, Any] = {"region_name": settings.region, "config": _config(attempts)}
     if settings.dynamodb_endpoint:
         kwargs["endpoint_url"] = settings.dynamodb_endpoint
         if boto3.Session().get_credentials() is None:

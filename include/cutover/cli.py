@@ -237,7 +237,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = run_memory_bench(Settings.from_env(), args.rows, workers=args.workers)
     else:
         result = run_bench(
-            Settings.from_env(), args.rows, workers=args.workers, backfill=not args.no_backfill
+            Settings.from_env(),
+            args.rows,
+            workers=args.workers,
+            backfill=not args.no_backfill,
+            routing_requests=args.routing_requests,
         )
     print(format_table(result))
     if args.json:
@@ -290,11 +294,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     contract = load_contract(args.contract)
     result = run_reconcile(contract, Settings.from_env(), repair=args.repair, sample=args.sample)
-    _print_validation(result["after"] or result["before"])
+    print(f"phase {result['phase']}: source of truth {result['source_of_truth']}")
+    if result["replay"]:
+        print(f"outbox replayed: {result['replay']['replayed']}, left {result['replay']['left']}")
+    if result.get("skipped"):
+        print(result["skipped"])
+    else:
+        _print_validation(result["after"] or result["before"])
     if result["repaired"]:
         print(f"repaired: {result['repaired']}")
     print(f"report: {result['report']}")
     return 0 if result["success"] else EXIT_FAILED
+
+
+def cmd_outbox_replay(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.routing.replay import replay
+
+    result = replay(load_contract(args.contract), Settings.from_env())
+    print(f"replayed: {result['replayed'] or 'nothing'}; left in the outboxes: {result['left']}")
+    if result["error"]:
+        print(f"stopped: {result['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 def _actor() -> str:
@@ -435,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--max-keys", type=int, default=50, help="differing keys listed per table")
 
+    outbox = sub.add_parser("outbox", help="the routing layer's outboxes")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
+    p = add("replay", cmd_outbox_replay, "apply what the second store missed, oldest first",
+            outbox_sub)  # fmt: skip
+    p.add_argument("contract", help="path of the contract JSON")
     p = add("reconcile", cmd_reconcile, "find drift between MySQL and DynamoDB; --repair fixes it")
     p.add_argument("contract")
     p.add_argument("--repair", action="store_true", help="re-put, delete, then validate again")
@@ -459,6 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=6, help="load threads (default 6)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--no-backfill", action="store_true", help="skip the backfill memory run")
+    p.add_argument(
+        "--routing-requests",
+        type=int,
+        default=300,
+        metavar="N",
+        help="sequential requests per routing-layer case (default 300; 0 skips the routing line)",
+    )
     p.add_argument(
         "--memory-only",
         action="store_true",

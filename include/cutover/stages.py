@@ -16,6 +16,12 @@ from cutover.settings import LOCAL_DIR, Settings
 log = logging.getLogger("cutover")
 
 
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
 def reports_dir() -> Path:
     """Where stage reports go: ``CUTOVER_REPORTS_DIR``, else .local/reports."""
     return Path(os.environ.get("CUTOVER_REPORTS_DIR") or LOCAL_DIR / "reports")
@@ -101,9 +107,10 @@ def run_reconcile(contract: Contract, settings: Settings, **kwargs: Any) -> dict
 
     result = reconcile(contract, settings, **kwargs)
     result["report"] = str(write_report("reconcile", contract.name, result))
-    final = result["after"] or result["before"]
+    final = result["after"] or result["before"] or {"started_at": _now()}
     if kwargs.get("tables") is None:
         record(settings, contract, "reconcile", {
             "run_id": final["started_at"], "success": result["success"],
-            "repaired": result["repaired"]})  # fmt: skip
+            "repaired": result["repaired"], "phase": result.get("phase"),
+            "replay": result.get("replay")})  # fmt: skip
     return result

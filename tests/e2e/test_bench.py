@@ -57,6 +57,22 @@ TARGET_LINE = re.compile(
     r"\(got (?P<got>-?[\d,]+\.\d\d)\)$"
 )
 ROWS = 3000
+ROUTING_REQUESTS = 100
+# The routing line: p50/p99 (ms) of a read and a write straight to MySQL and through the
+# layer in phases 1-4, with phase 1's p50 ratios layer/direct.
+ROUTING_LINE = re.compile(
+    r"^routing ms p50/p99, (?P<requests>\d+) sequential requests per case: (?P<cases>.+)$"
+)
+ROUTING_CASE = re.compile(
+    r"^(?P<case>direct|phase (?P<phase>\d)) read (?P<read_p50>\d+\.\d{3})/(?P<read_p99>\d+\.\d{3})"
+    r" write (?P<write_p50>\d+\.\d{3})/(?P<write_p99>\d+\.\d{3})(?P<rest>.*)$"
+)
+ROUTING_RATIOS = re.compile(
+    r"\(layer/direct p50: read (?P<read>\d+\.\d\d), write (?P<write>\d+\.\d\d)\)"
+)
+ROUTING_SHADOW = re.compile(
+    r"\(shadow: (?P<compared>\d+) compared, (?P<mismatched>\d+) mismatched\)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +85,7 @@ def bench(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple
         "CUTOVER_TABLE_PREFIX": settings.table_prefix,
     }
     cmd = [sys.executable, "-m", "cutover.cli", "bench", "--rows", str(ROWS), "--workers", "2",
-           "--json", str(out)]  # fmt: skip
+           "--routing-requests", str(ROUTING_REQUESTS), "--json", str(out)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text()), result.stdout
@@ -97,8 +113,9 @@ def test_bench_reports_every_figure_measured_and_positive(bench: tuple[dict, str
     not_positive = {k: figures[k] for k in (*FIGURES, *RATIOS) if not figures[k] > 0}
     assert not not_positive, f"figures not measured: {not_positive}"
     printed = _printed(stdout)
-    assert set(printed) == set(figures), "the table and the JSON do not list the same figures"
-    for key, value in figures.items():
+    table = {k: v for k, v in figures.items() if k != "routing"}  # the routing line's own test
+    assert set(printed) == set(table), "the table and the JSON do not list the same figures"
+    for key, value in table.items():
         assert float(printed[key].replace(",", "")) == pytest.approx(value, abs=0.005), key
 
 
@@ -130,3 +147,47 @@ def test_bench_target_line_says_truthfully_whether_it_is_met(
     assert got == pytest.approx(figures[key], abs=0.005), line[0]
     met = got >= target if op == ">=" else got <= target
     assert line["flag"] == ("met " if met else "MISSED"), line[0]
+
+
+def test_bench_routing_line_reports_each_phase_and_the_phase_one_ratios(
+    bench: tuple[dict, str],
+) -> None:
+    figures, stdout = bench
+    routing = figures["routing"]
+    lines = [m for line in stdout.splitlines() if (m := ROUTING_LINE.match(line))]
+    assert len(lines) == 1, "expected one routing line"
+    (line,) = lines
+    assert int(line["requests"]) == routing["requests"] == ROUTING_REQUESTS, line[0]
+    cases = {}
+    for part in line["cases"].split("; "):
+        m = ROUTING_CASE.match(part)
+        assert m, f"not a routing case: {part!r}"
+        cases[m["case"]] = m
+    assert list(cases) == ["direct", "phase 1", "phase 2", "phase 3", "phase 4"], line[0]
+    assert sorted(routing["phases"]) == ["1", "2", "3", "4"]
+    for case, m in cases.items():
+        reported = routing["direct"] if case == "direct" else routing["phases"][m["phase"]]
+        for op in ("read", "write"):
+            p50, p99 = float(m[f"{op}_p50"]), float(m[f"{op}_p99"])
+            assert p50 > 0 and p99 >= p50, f"{case} {op}: p50 {p50}, p99 {p99}"
+            assert p50 == pytest.approx(reported[op]["p50_ms"], abs=0.0005), (case, op)
+            assert p99 == pytest.approx(reported[op]["p99_ms"], abs=0.0005), (case, op)
+    ratios = ROUTING_RATIOS.search(cases["phase 1"]["rest"])
+    assert ratios, f"phase 1 without its layer/direct ratios: {cases['phase 1'][0]!r}"
+    first = routing["phases"]["1"]
+    for op in ("read", "write"):
+        ratio = float(ratios[op])
+        assert ratio > 0 and ratio == pytest.approx(first[f"{op}_vs_direct"], abs=0.005), op
+        # the ratio is that of the two p50s shown (3 decimals each, the ratio 2)
+        want = first[op]["p50_ms"] / routing["direct"][op]["p50_ms"]
+        assert ratio == pytest.approx(want, abs=0.006, rel=1e-3), (op, ratio, want)
+    for case in ("phase 2", "phase 3", "phase 4"):
+        assert not ROUTING_RATIOS.search(cases[case]["rest"]), case
+    # phases 3 and 4 compare every read with the other store, off the request path
+    for phase in ("3", "4"):
+        shadow = ROUTING_SHADOW.search(cases[f"phase {phase}"]["rest"])
+        assert shadow, f"phase {phase} without its shadow compares"
+        reported = routing["phases"][phase]["shadow"]
+        assert int(shadow["compared"]) == reported["comparisons"] >= ROUTING_REQUESTS, phase
+        assert int(shadow["mismatched"]) == reported["mismatches"] == 0, phase
+        assert reported["errors"] == 0, phase

@@ -13,6 +13,7 @@ from cutover.db import connect, literal, quote_ident
 from cutover.extract.stream import arrow_stream, select_list
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.guarded_put import guarded_put
+from cutover.routing.replay import converge_since
 from cutover.progress import Progress
 from cutover.transform.items import Item, ItemBuilder, version_number
 
@@ -75,7 +76,11 @@ def catch_up(run: BackfillRun, since_last: bool = False) -> dict[str, Any]:
     finally:
         conn.close()
         http.close()
+    # changes the application made through the routing layer while this run copied its
+    # snapshot (dual writes) are applied again over it: see cutover.routing.replay
+    converged = converge_since(run.contract, run.settings, plan_doc["planned_at"])
     record = {
+        "converged": converged,
         "rows": sum(counts.values()),
         **counts,
         "high_water_marks": new_marks,

@@ -4,7 +4,9 @@ same DynamoDB Local, so the ratios are what matters.
 Load: (a) the ceiling, pre-serialized and pre-signed BatchWriteItem bodies posted over
 keep-alive HTTP from several threads; (b) the baseline, the amazon provider's
 ``DynamoDBHook.write_batch_data``; (c) cutover's loader. Extract: (d) the ``mysql`` client
-streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's extract.
+streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's extract. Routing:
+the dual-database layer's read and write latency in phases 1-4 against the same call
+straight to MySQL (``cutover.bench.routing``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cutover.aws import dynamodb_client
+from cutover.bench.routing import format_routing, run_routing_bench
 from cutover.bench.synthetic import bench_contract, build_source
 from cutover.contract.views import view_name
 from cutover.extract.staging import Staging
@@ -304,7 +307,11 @@ def run_memory_bench(settings: Settings, rows: int, workers: int = 6) -> dict[st
 
 
 def run_bench(
-    settings: Settings, rows: int, workers: int = 6, backfill: bool = True
+    settings: Settings,
+    rows: int,
+    workers: int = 6,
+    backfill: bool = True,
+    routing_requests: int = 300,
 ) -> dict[str, Any]:
     from cutover.prepare import prepare
 
@@ -385,6 +392,9 @@ def run_bench(
         out["backfill_peak_rss_mib"] = peak
         out["backfill_seconds"] = seconds
     client.delete_table(TableName=name)
+    if routing_requests:
+        log.info("routing: the dual-database layer against straight MySQL calls")
+        out["routing"] = run_routing_bench(settings, routing_requests, workers=workers)
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -403,10 +413,14 @@ TARGETS = [
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{'figure':<28} {'value':>14}"]
     for key, value in result.items():
+        if isinstance(value, dict):  # the routing figures: a line of their own
+            continue
         lines.append(
             f"{key:<28} {value:>14,}" if isinstance(value, int) else f"{key:<28} {value:>14,.2f}"
         )
     lines.append("")
+    if "routing" in result:
+        lines += [format_routing(result["routing"]), ""]
     for key, op, target in TARGETS:
         if key in result:
             ok = result[key] >= target if op == ">=" else result[key] <= target

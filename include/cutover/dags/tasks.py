@@ -169,8 +169,16 @@ def reconcile(contract_path: str) -> dict[str, Any]:
 def _evidence_body(decision: Any) -> str:
     lines = [f"**{decision.current.slug} → {decision.target.slug}**", ""]
     for kind, ev in decision.evidence.items():
-        figures = {k: v for k, v in ev.items() if k not in ("kind",)}
+        figures = {k: v for k, v in ev.items()
+                   if k not in ("kind", "entities", "mismatched", "latency")}  # fmt: skip
         lines.append(f"- **{kind}**: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+        for miss in ev.get("mismatched", [])[:5]:
+            lines.append(f"  - mismatch {miss.get('entity')} {miss.get('key') or miss.get('pk')}"
+                         f": {', '.join(miss.get('attributes', []))}")  # fmt: skip
+        for store, ops in (ev.get("latency") or {}).items():
+            shown = ", ".join(f"{op} p50 {v['p50_ms']} ms / p99 {v['p99_ms']} ms"
+                              for op, v in ops.items())  # fmt: skip
+            lines.append(f"  - {store}: {shown}")
     return "\n".join(lines)
 
 

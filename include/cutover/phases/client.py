@@ -3,12 +3,15 @@ seconds so every request does not hit the control table."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from cutover.phases.model import FLAGS, Flags, Phase
 from cutover.phases.store import PhaseStore
+
+log = logging.getLogger("cutover.phases")
 
 
 class PhaseClient:
@@ -22,7 +25,8 @@ class PhaseClient:
     def from_settings(cls, settings: Any, ttl_seconds: float = 5.0) -> PhaseClient:
         from cutover.aws import dynamodb_client
 
-        return cls(PhaseStore(dynamodb_client(settings), settings.table_prefix), ttl_seconds)
+        return cls(PhaseStore(dynamodb_client(settings, attempts=2), settings.table_prefix),
+                   ttl_seconds)  # fmt: skip
 
     def phase(self, contract: str) -> Phase:
         now = time.monotonic()
@@ -30,7 +34,15 @@ class PhaseClient:
             cached = self._cache.get(contract)
             if cached and now - cached[0] < self.ttl:
                 return cached[1]
-        phase = self.store.get(contract).phase
+        try:
+            phase = self.store.get(contract).phase
+        except Exception as exc:
+            # the phase store lives in DynamoDB: while it cannot answer, an application keeps
+            # the phase it last read (and retries after another ttl) rather than failing
+            if cached is None:
+                raise
+            log.warning("phase store unavailable, keeping %s: %s", cached[1].slug, exc)
+            phase = cached[1]
         with self._lock:
             self._cache[contract] = (now, phase)
         return phase

@@ -182,7 +182,7 @@ class DualDatabase:
                 pass
 
     @contextmanager
-    def _txn(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Any]:
         conn = self._conn()
         try:
             conn.begin()
@@ -233,7 +233,7 @@ class DualDatabase:
 
     def ensure_outbox(self) -> None:
         if not self._outbox_ready:
-            with self._txn() as cur:
+            with self.transaction() as cur:
                 mysql_store.ensure_outbox(cur)
             self._outbox_ready = True
 
@@ -280,10 +280,21 @@ class DualDatabase:
                 lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)))  # fmt: skip
             self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
         elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
-            record = self._timed(
-                phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True)
-            )
-            self._second(phase, result, lambda: self._mysql_after_dynamo(changes, record, result))
+            try:
+                record = self._timed(
+                    phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True)
+                )
+            except StoreUnavailable:
+                # fallbackEnabled: with DynamoDB down, MySQL takes the write and its outbox
+                # keeps DynamoDB's part (nothing reached DynamoDB: the transaction is atomic)
+                self.stats.fallback(phase)
+                result.items.clear()
+                refreshes, ids = self._timed(
+                    phase, MYSQL, op,
+                    lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)))  # fmt: skip
+                self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
+                return result
+            self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
         else:
             self._timed(phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, False))
             self.stats.write(phase, failed=False)
@@ -315,7 +326,7 @@ class DualDatabase:
     def _mysql_apply(self, changes: list[Change], result: WriteResult, dual: bool) -> Any:
         if dual:
             self.ensure_outbox()
-        with self._txn() as cur:
+        with self.transaction() as cur:
             refreshes: list[Refresh] = []
             for change in changes:
                 before = select_rows(cur, change.table, change.key) if change.key and dual else []
@@ -373,17 +384,17 @@ class DualDatabase:
         """Bring each item up to date from MySQL, under its row's lock, then mark the outbox
         rows applied. Raises (rows stay pending) when either store fails."""
         for refresh in refreshes:
-            result.items.extend(self._mysql(lambda r=refresh: self._refresh_one(r)))
+            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
         self._mysql(lambda: self._mark(ids))
 
     def _mark(self, ids: list[int]) -> None:
-        with self._txn() as cur:
+        with self.transaction() as cur:
             mysql_store.mark_applied(cur, ids)
 
-    def _refresh_one(self, refresh: Refresh) -> list[dict[str, Any]]:
+    def refresh(self, refresh: Refresh) -> list[dict[str, Any]]:
         entity = self.entities.get(refresh.entity)
         written: list[dict[str, Any]] = []
-        with self._txn() as cur:
+        with self.transaction() as cur:
             exists = mysql_store.lock_row(cur, entity, refresh.source_key)
             built = (self.deriver.derive(cur, entity, {k: [v] for k, v in refresh.source_key.items()})
                      if exists else [])  # fmt: skip
@@ -392,7 +403,7 @@ class DualDatabase:
             if item is not None:
                 new_key = self._key_of(entity.table, item)
                 self._dynamodb(lambda: self.dynamo.put(entity.table, item.body, item.version))
-                written.append({"table": entity.table.table, "op": "put", "key": new_key,
+                written.append({"at": time.time(), "table": entity.table.table, "op": "put", "key": new_key,
                                 "item": json.loads(item.body)})  # fmt: skip
             elif built:
                 log.warning(
@@ -404,7 +415,9 @@ class DualDatabase:
             if refresh.before_key and refresh.before_key != new_key:
                 bk = refresh.before_key
                 self._dynamodb(lambda: self.dynamo.delete(entity.table, bk, refresh.version))
-                written.append({"table": entity.table.table, "op": "delete", "key": bk})
+                written.append(
+                    {"at": time.time(), "table": entity.table.table, "op": "delete", "key": bk}
+                )
         return written
 
     @staticmethod
@@ -428,11 +441,14 @@ class DualDatabase:
             outbox = self.dynamo.outbox_item(self.contract.name, version,
                                              {"changes": json.loads(dumps(changes))})  # fmt: skip
             record = outbox["record"]["S"]
+        first = len(result.items) - len(ops)
         if ops or outbox:
             for start in range(0, max(len(ops), 1), 99):
                 chunk = ops[start : start + 99]
                 self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None:
                                self.dynamo.transact(c, o))  # fmt: skip
+        for entry in result.items[first:]:
+            entry["at"] = time.time()
         return record
 
     def _item_ops(
@@ -464,7 +480,7 @@ class DualDatabase:
         return entity.item_key({**rows[0], **row})
 
     def _select(self, table: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
-        with self._txn() as cur:
+        with self.transaction() as cur:
             return select_rows(cur, table, key)
 
     def _new_item(self, entity: Entity, change: Change, dual: bool) -> dict[str, AV]:
@@ -489,7 +505,7 @@ class DualDatabase:
         return self._overlay(entity, current, row, key)
 
     def _preview(self, entity: Entity, change: Change) -> Any:
-        with self._txn() as cur:
+        with self.transaction() as cur:
             row = change.row()
             if change.op == "update":
                 stored = select_rows(cur, change.table, change.key)
@@ -515,19 +531,19 @@ class DualDatabase:
             item[VERSION_ATTRIBUTE] = {"N": str(version_number(row[entity.version_column]))}
         return item
 
-    def _mysql_after_dynamo(self, changes: list[Change], record: str | None,
+    def apply_to_mysql(self, changes: list[Change], record: str | None,
                             result: WriteResult) -> None:  # fmt: skip
         """Phase 4's second store: the row changes (guarded by version), then the items they
         touch refreshed from MySQL, then the outbox entry removed."""
         refreshes = self._mysql(lambda: self._apply_guarded(changes))
         for refresh in refreshes:
-            result.items.extend(self._mysql(lambda r=refresh: self._refresh_one(r)))
+            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
         if record:
             self._dynamodb(lambda: self.dynamo.outbox_done(self.contract.name, record))
 
     def _apply_guarded(self, changes: list[Change]) -> list[Refresh]:
         refreshes: list[Refresh] = []
-        with self._txn() as cur:
+        with self.transaction() as cur:
             for change in changes:
                 before = select_rows(cur, change.table, change.key) if change.key else []
                 apply(cur, change, self.versioned_tables.get(change.table), guard=True)
@@ -596,7 +612,7 @@ class DualDatabase:
         return {**row, "__entity": name}
 
     def _mysql_items(self, entity: Entity, where: dict[str, list[Any]]) -> list[dict[str, AV]]:
-        with self._txn() as cur:
+        with self.transaction() as cur:
             built = self.deriver.derive(cur, entity, where)
         return [json.loads(b.body) for b in built if isinstance(b, Item)]
 
@@ -685,8 +701,8 @@ class DualDatabase:
     def outbox_depth(self) -> int:
         depth = 0
         try:
-            with self._txn() as cur:
-                self.ensure_outbox()
+            self.ensure_outbox()
+            with self.transaction() as cur:
                 depth += mysql_store.depth(cur, self.contract.name)
         except Exception:
             pass

@@ -79,7 +79,8 @@ class Deriver:
             marks = ", ".join(["%s"] * len(values))
             parts.append(f"{q(entity.source_table)}.{q(column)} IN ({marks})")
             params.extend(values)
-        cursor.execute(self._select(entity) + "\nWHERE " + " AND ".join(parts), params)
+        where_sql = ("\nWHERE " + " AND ".join(parts)) if parts else ""  # {}: every row
+        cursor.execute(self._select(entity) + where_sql, params)
         return self._build(entity, cursor)
 
     def preview(self, cursor: Any, entity: Entity, row: Mapping[str, Any]) -> Item | Rejection:
@@ -95,6 +96,15 @@ class Deriver:
 
 def ensure_outbox(cursor: Any) -> None:
     cursor.execute(OUTBOX_DDL)
+
+
+def outbox_exists(cursor: Any) -> bool:
+    cursor.execute(
+        "SELECT COUNT(*) FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = %s",
+        (OUTBOX_TABLE,),
+    )
+    return bool(cursor.fetchone()[0])
 
 
 def enqueue(cursor: Any, contract: str, refreshes: list[Refresh]) -> list[int]:

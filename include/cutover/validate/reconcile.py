@@ -1,6 +1,7 @@
-"""Repair drift: re-put missing or differing items from the source of truth and delete
-extra ones, then validate again. Until the phase store exists, MySQL is the source of truth
-(phases 1-3 of DESIGN.md)."""
+"""Repair drift, following the phase: first replay what the routing layer's outboxes hold,
+then compare, then repair the store that does not answer reads from the one that does
+(``source_of_truth``): DynamoDB from MySQL in phases 1-3, MySQL from DynamoDB in phase 4. In
+phase 5 MySQL is retired and reconcile no longer reads or writes it."""
 
 from __future__ import annotations
 
@@ -63,8 +64,21 @@ def reconcile(
     sample: float | None = None,
     tables: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Validate; with ``repair``, fix every listed difference and validate again (repeating
-    while a pass still finds more than one batch of differences)."""
+    """Replay the outboxes, validate; with ``repair``, fix every listed difference in the
+    non-authoritative store and validate again (repeating while a pass still finds more than
+    one batch of differences)."""
+    from cutover.phases.model import Phase, source_of_truth
+    from cutover.routing.replay import repair_mysql, replay
+    from cutover.stages import phase_store
+
+    phase = phase_store(settings).get(contract.name).phase
+    truth = source_of_truth(phase)
+    replayed = replay(contract, settings) if phase >= Phase.DUAL_WRITE else None
+    if phase == Phase.DYNAMODB_ONLY:
+        return {"contract": contract.name, "phase": phase.value, "source_of_truth": truth,
+                "repair": repair, "replay": replayed, "repaired": {}, "before": None,
+                "after": None, "success": True,
+                "skipped": "phase 5 (dynamodb_only): MySQL is retired; nothing to compare"}  # fmt: skip
     before = validate(contract, settings, sample=sample, max_keys=REPAIR_BATCH, tables=tables)
     repaired: Counter[str] = Counter()
     report = before
@@ -73,19 +87,24 @@ def reconcile(
         diffs = differing_keys(report)
         if not diffs:
             break  # the failure is not a key difference (e.g. an independent check)
-        http = DynamoHttp(settings)
-        try:
-            for table_name, diff in diffs:
-                repaired[_repair_one(http, contract, settings, table_name, diff)] += 1
-        finally:
-            http.close()
+        if truth == "dynamodb":
+            repaired.update(repair_mysql(contract, settings, diffs))
+        else:
+            http = DynamoHttp(settings)
+            try:
+                for table_name, diff in diffs:
+                    repaired[_repair_one(http, contract, settings, table_name, diff)] += 1
+            finally:
+                http.close()
         passes += 1
         log.info("repair pass %d: %s", passes, dict(repaired))
         report = validate(contract, settings, sample=sample, max_keys=REPAIR_BATCH, tables=tables)
     return {
         "contract": contract.name,
-        "source_of_truth": "mysql",
+        "phase": phase.value,
+        "source_of_truth": truth,
         "repair": repair,
+        "replay": replayed,
         "repaired": dict(repaired),
         "before": _trim(before),
         "after": _trim(report) if repair and passes else None,

@@ -1,0 +1,128 @@
+"""A real `airflow standalone` for end-to-end tests, in its own Airflow home, and its REST
+API driven as a person would (token login, trigger, answer an approval)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cutover.settings import PROJECT_ROOT
+
+PASSWORD = "gatekeeper"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.token = ""
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return json.loads(reply.read() or b"null")
+
+    def wait(self, what: str, check: Any, timeout: float = 240) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except (urllib.error.URLError, ConnectionError, KeyError, IndexError) as exc:
+                last = exc
+            time.sleep(1)
+        raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+@contextmanager
+def standalone(home: Path, contracts: Path, env_extra: Mapping[str, str]) -> Iterator[Api]:
+    """Run `airflow standalone` with ``home`` as AIRFLOW_HOME and the contracts of
+    ``contracts``; yields its API, logged in as admin."""
+    (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor keeps one process per slot
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "CUTOVER_CONTRACTS_DIR": str(contracts),
+        # standalone starts its components as `airflow …` from PATH
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **env_extra,
+    }
+    log = (home / "standalone.log").open("wb")
+    airflow_bin = Path(sys.executable).with_name("airflow")
+    proc = subprocess.Popen([str(airflow_bin), "standalone"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        try:
+            api.wait("the API server", lambda: api.call("GET", "/api/v2/version"))
+        except AssertionError as exc:
+            tail = (home / "standalone.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{exc}\n--- airflow standalone log ---\n{tail}") from None
+        token = api.call("POST", "/auth/token", {"username": "admin", "password": PASSWORD})
+        api.token = token["access_token"]
+        yield api
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def trigger_and_answer(
+    api: Api, dag_id: str, option: str, target: str = "dual_write", expect_in_body: str = ""
+) -> str:
+    api.wait(f"DAG {dag_id} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{dag_id}"))
+    run = api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                   {"logical_date": None, "conf": {"target_phase": target}})  # fmt: skip
+    run_id = run["dag_run_id"]
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+    details = api.wait("the approval to wait for input",
+                       lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"])  # fmt: skip
+    assert details[0]["task_instance"]["task_id"] == "approve"
+    assert expect_in_body in details[0]["body"]  # the evidence is shown to the approver
+    # Answer only once the scheduler has parked the task (state "awaiting_input"), and as
+    # a person would, not within the same second: an earlier answer makes Airflow 3.3 fail
+    # the resumed task ("finished with state success, but ... queued").
+    api.wait("the approval task to await input", lambda: api.call(
+        "GET", f"{path}/taskInstances/approve")["state"] == "awaiting_input")  # fmt: skip
+    time.sleep(3)
+    api.call("PATCH", f"{path}/taskInstances/approve/-1/hitlDetails",
+             {"chosen_options": [option], "params_input": {}})  # fmt: skip
+    return str(api.wait("the run to finish", lambda: (
+        r := api.call("GET", path))["state"] in ("success", "failed") and r["state"]))  # fmt: skip

@@ -1,0 +1,253 @@
+"""Failure drills: a store stops while the application writes and reads through the routing
+layer, then comes back. Each drill stops only a server this module started itself (a
+private DynamoDB Local on disk, a private MariaDB with its own data directory), never the
+machine's shared ones, and each ends in full parity after the outbox is replayed.
+
+The sample is cut down to about 200 users so that the on-disk DynamoDB Local (SQLite
+underneath, ~400 items/s) loads it in seconds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.aws import dynamodb_client
+from cutover.contract.load import load_contract
+from cutover.db import connect
+from cutover.phases.model import Phase
+from cutover.phases.store import PhaseStore
+from cutover.routing.layer import DualDatabase
+from cutover.routing.replay import replay
+from cutover.routing.traffic import run_traffic
+from cutover.sample.generator import load_sample
+from cutover.settings import PROJECT_ROOT, Settings
+from cutover.stages import run_backfill, run_prepare
+from cutover.validate.run import validate
+from tests.drill_services import PrivateDynamoDB, PrivateMariaDB
+from tests.routing_checks import differences_from_log
+
+pytestmark = pytest.mark.integration
+
+_SHRINK = [
+    "DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE user_id > 200)",
+    "DELETE FROM orders WHERE user_id > 200",
+    "DELETE FROM shopping_carts WHERE user_id > 200",
+    "DELETE FROM order_items WHERE product_id > 300",
+    "DELETE FROM shopping_carts WHERE product_id > 300",
+    "DELETE FROM products WHERE id > 300",
+    "DELETE FROM users WHERE id > 200 AND id NOT IN "
+    "(SELECT seller_id FROM products WHERE seller_id IS NOT NULL)",
+]
+
+
+def _small_sample(settings: Settings) -> None:
+    load_sample(settings, scale=1)
+    conn = connect(settings.mysql)
+    try:
+        with conn.cursor() as cur:
+            for statement in _SHRINK:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _contract(tmp: Path) -> Any:
+    doc = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
+    doc["cutover"]["name"] = f"drill_{uuid.uuid4().hex[:6]}"
+    path = tmp / f"{doc['cutover']['name']}.json"
+    path.write_text(json.dumps(doc))
+    return load_contract(path)
+
+
+class Traffic:
+    """The traffic generator in a thread, until stopped."""
+
+    def __init__(self, layer: DualDatabase, log: Path) -> None:
+        self.stop = threading.Event()
+        self.summary: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.summary = run_traffic(layer, rate=15, duration=600, threads=2, seed=5,
+                                           log_path=log, flush_every=1000, stop=self.stop)  # fmt: skip
+            except BaseException as exc:
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        if self.error:
+            raise self.error
+        return self.summary
+
+
+def _start(layer: DualDatabase, store: PhaseStore, contract: Any, phase: Phase) -> None:
+    state = store.get(contract.name)
+    while state.phase < phase:
+        state = store.move(state, Phase(state.phase + 1), actor="drill", kind="advance")
+    layer.phases.ttl = 0.5
+
+
+def _wait(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _assert_full_parity(contract: Any, settings: Settings) -> None:
+    report = validate(contract, settings)
+    assert report["success"], [t["parity"]["differences"][:3] for t in report["tables"]]
+
+
+# --- DynamoDB stops --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_dynamodb(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[PrivateDynamoDB, Settings]
+]:  # fmt: skip
+    from cutover.local.services import ensure_database
+
+    dynamo = PrivateDynamoDB()
+    dynamo.start()
+    name = f"cutover_drill_{uuid.uuid4().hex[:6]}"
+    own = replace(settings, dynamodb_endpoint=dynamo.endpoint, table_prefix="drill_",
+                  mysql=settings.mysql.with_database(name))  # fmt: skip
+    ensure_database(own)
+    try:
+        yield dynamo, own
+    finally:
+        dynamo.close()
+        conn = connect(settings.mysql, database=False)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+def _prepared(settings: Settings, tmp: Path) -> tuple[Any, PhaseStore]:
+    _small_sample(settings)
+    contract = _contract(tmp)
+    run_prepare(contract, settings)
+    run_backfill(contract, settings)
+    return contract, PhaseStore(dynamodb_client(settings), settings.table_prefix)
+
+
+def test_dynamodb_down_in_dual_write_fills_the_outbox_and_replay_drains_it(
+    private_dynamodb: tuple[PrivateDynamoDB, Settings], tmp_path: Path
+) -> None:
+    dynamo, settings = private_dynamodb
+    contract, store = _prepared(settings, tmp_path)
+    layer = DualDatabase(contract, settings)
+    _start(layer, store, contract, Phase.DUAL_WRITE)
+    log = tmp_path / "traffic.jsonl"
+    traffic = Traffic(layer, log)
+    try:
+        time.sleep(3)
+        dynamo.stop()
+        depth = _wait("the outbox to fill", lambda: layer.outbox_depth() >= 5)
+        time.sleep(3)
+        dynamo.start()
+        result = replay(contract, settings)
+        assert result["error"] is None and result["replayed"]["mysql_outbox"] >= depth
+        time.sleep(2)
+    finally:
+        summary = traffic.finish()
+        layer.close()
+    assert summary["failed"] == 0, summary["errors"]
+    assert summary["outboxed"] > 0
+    assert replay(contract, settings)["left"] == 0
+    _assert_full_parity(contract, settings)
+    checked, wrong = differences_from_log(contract, dynamodb_client(settings), "drill_", log)
+    assert checked > 0 and wrong == []
+
+
+def test_dynamodb_down_in_phase_4_falls_back_to_mysql_and_the_breaker_closes_again(
+    private_dynamodb: tuple[PrivateDynamoDB, Settings], tmp_path: Path
+) -> None:
+    dynamo, settings = private_dynamodb
+    contract, store = _prepared(settings, tmp_path)
+    layer = DualDatabase(contract, settings)
+    _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    breaker = layer.breakers.by_store["dynamodb"]
+    log = tmp_path / "traffic.jsonl"
+    traffic = Traffic(layer, log)
+    try:
+        time.sleep(3)
+        dynamo.stop()
+        _wait("the DynamoDB breaker to open", lambda: breaker.current_state == "open")
+        time.sleep(3)
+        fallbacks = layer.stats.by_phase[Phase.DUAL_READ_DYNAMODB_PRIMARY].fallbacks
+        assert fallbacks > 0  # reads (and writes) went to MySQL
+        dynamo.start()
+        _wait("the breaker to close", lambda: breaker.current_state == "closed", timeout=90)
+        result = replay(contract, settings)
+        assert result["error"] is None
+        time.sleep(2)
+    finally:
+        summary = traffic.finish()
+        layer.close()
+    assert summary["failed"] == 0, summary["errors"]
+    assert replay(contract, settings)["left"] == 0
+    _assert_full_parity(contract, settings)
+    checked, wrong = differences_from_log(contract, dynamodb_client(settings), "drill_", log)
+    assert checked > 0 and wrong == []
+
+
+# --- MySQL stops -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_mysql(settings: Settings) -> Iterator[Settings]:
+    with PrivateMariaDB() as server:
+        name = "drill"
+        server.create_database(name)
+        from cutover.settings import MySQLSettings
+
+        own = replace(settings, mysql=MySQLSettings.from_url(server.url(name)),
+                      table_prefix=f"{settings.table_prefix}mdrill_")  # fmt: skip
+        own_server: Any = server
+        yield own, own_server  # type: ignore[misc]
+
+
+def test_mysql_down_in_phase_4_is_served_by_dynamodb_and_replayed(
+    private_mysql: Any, ddb: Any, tmp_path: Path
+) -> None:
+    settings, server = private_mysql
+    contract, store = _prepared(settings, tmp_path)
+    layer = DualDatabase(contract, settings)
+    _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    log = tmp_path / "traffic.jsonl"
+    traffic = Traffic(layer, log)
+    try:
+        time.sleep(3)
+        server.stop()
+        _wait("writes kept in DynamoDB's outbox",
+              lambda: len(layer.dynamo.outbox_pending(contract.name)) >= 5)  # fmt: skip
+        time.sleep(2)
+        server.start()
+        result = replay(contract, settings)
+        assert result["error"] is None and result["replayed"]["dynamodb_outbox"] >= 5
+        time.sleep(2)
+    finally:
+        summary = traffic.finish()
+        layer.close()
+    assert summary["failed"] == 0, summary["errors"]
+    assert replay(contract, settings)["left"] == 0
+    _assert_full_parity(contract, settings)
+    checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
+    assert checked > 0 and wrong == []
