@@ -319,6 +319,47 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_traffic(args: argparse.Namespace) -> int:
+    """The sample application's traffic through the routing layer; Ctrl-C stops it cleanly."""
+    import signal
+    import threading
+
+    from cutover.contract.load import load_contract
+    from cutover.routing.layer import DualDatabase
+    from cutover.routing.traffic import progress_line, run_traffic, summary_lines
+
+    contract = load_contract(args.contract)
+    layer = DualDatabase(contract, Settings.from_env(), shadow_rate=args.shadow_rate)
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: object) -> None:
+        print("stopping (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        summary = run_traffic(
+            layer,
+            rate=args.rate,
+            duration=args.duration,
+            threads=args.threads,
+            seed=args.seed,
+            log_path=Path(args.log) if args.log else None,
+            stop=stop,
+            progress=lambda p: print(progress_line(p), file=sys.stderr, flush=True),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        layer.close()
+    for line in summary_lines(summary):
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print(f"json: {args.json}")
+    return 0 if summary["failed"] == 0 else EXIT_FAILED
+
+
 def _actor() -> str:
     import getpass
 
@@ -466,6 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contract")
     p.add_argument("--repair", action="store_true", help="re-put, delete, then validate again")
     p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
+
+    p = add("traffic", cmd_traffic, "act as the sample application through the routing layer")
+    p.add_argument("contract", help="path of the contract JSON")
+    p.add_argument("--rate", type=float, required=True, help="requests per second, all threads")
+    p.add_argument("--duration", type=float, required=True, help="seconds to run")
+    p.add_argument("--threads", type=int, default=4, help="application threads (default 4)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--shadow-rate",
+        type=float,
+        default=1.0,
+        help="share of reads compared with the other store in phases 3-4 (default 1)",
+    )
+    p.add_argument("--log", help="write one JSON line per committed write and read answer here")
+    p.add_argument("--json", help="also write the summary to this JSON file")
 
     phase = sub.add_parser("phase", help="show or move a contract's migration phase")
     phase_sub = phase.add_subparsers(dest="phase_command", required=True, metavar="COMMAND")

@@ -18,11 +18,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.airflow_standalone import Api, standalone, trigger_and_answer
+from tests.routing_checks import differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.phases.model import Phase
@@ -32,8 +35,6 @@ from cutover.routing.traffic import run_traffic
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare, run_reconcile, run_validate
-from tests.airflow_standalone import Api, standalone, trigger_and_answer
-from tests.routing_checks import differences_from_log
 
 pytestmark = pytest.mark.e2e
 
@@ -94,10 +95,8 @@ def walk(
     finally:
         for t in [*contract.tables, None]:
             table = settings.table_prefix + (t.table if t else "cutover_control")
-            try:
+            with suppress(Exception):  # never created
                 ddb.delete_table(TableName=table)
-            except Exception:  # never created
-                pass
         if os.environ.get("CUTOVER_KEEP_AIRFLOW_HOME") is None:
             shutil.rmtree(home, ignore_errors=True)
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.drill_services import PrivateDynamoDB, PrivateMariaDB
+from tests.routing_checks import differences_from_log
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
@@ -31,8 +33,6 @@ from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
 from cutover.validate.run import validate
-from tests.drill_services import PrivateDynamoDB, PrivateMariaDB
-from tests.routing_checks import differences_from_log
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +77,10 @@ class Traffic:
 
         def run() -> None:
             try:
-                self.summary = run_traffic(layer, rate=15, duration=600, threads=2, seed=5,
-                                           log_path=log, flush_every=1000, stop=self.stop)  # fmt: skip
+                self.summary = run_traffic(
+                    layer, rate=15, duration=600, threads=2, seed=5, log_path=log,
+                    flush_every=1000, stop=self.stop,
+                )  # fmt: skip
             except BaseException as exc:
                 self.error = exc
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.routing_checks import differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.db import connect, query
@@ -23,7 +24,6 @@ from cutover.routing.layer import DualDatabase
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
-from tests.routing_checks import differences_from_log
 
 pytestmark = pytest.mark.integration
 

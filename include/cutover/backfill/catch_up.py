@@ -13,8 +13,8 @@ from cutover.db import connect, literal, quote_ident
 from cutover.extract.stream import arrow_stream, select_list
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.guarded_put import guarded_put
-from cutover.routing.replay import converge_since
 from cutover.progress import Progress
+from cutover.routing.replay import converge_since
 from cutover.transform.items import Item, ItemBuilder, version_number
 
 log = logging.getLogger("cutover.catch_up")

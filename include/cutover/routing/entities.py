@@ -130,6 +130,7 @@ class Entities:
             for source in table.sources:
                 self.by_name[source.entity_type] = Entity(source.entity_type, table, source)
         self._dependents: dict[str, list[Dependent]] = {}
+        self._tables: set[str] | None = None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.by_name.values())
@@ -155,6 +156,11 @@ class Entities:
 
     def source_tables(self) -> set[str]:
         """Every MySQL table the contract reads: the layer accepts writes to each."""
+        if self._tables is None:
+            self._tables = self._find_source_tables()
+        return self._tables
+
+    def _find_source_tables(self) -> set[str]:
         out = {e.source_table for e in self}
         for entity in self:
             for attr in entity.source.attributes:

@@ -176,10 +176,8 @@ class DualDatabase:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            try:
+            with suppress(Exception):  # already broken
                 conn.close()
-            except Exception:  # already broken
-                pass
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -259,8 +257,10 @@ class DualDatabase:
         known = self.entities.source_tables()
         for c in changes:
             if c.table not in known:
-                raise RoutingError(f"table {c.table!r} is not read by contract "
-                                   f"{self.contract.name!r}; the layer writes only its tables")  # fmt: skip
+                raise RoutingError(
+                    f"table {c.table!r} is not read by contract {self.contract.name!r}; "
+                    "the layer writes only its tables"
+                )
             if c.op != "put" and not c.key:
                 raise RoutingError(f"a {c.op} on {c.table} needs the row's key")
         phase = self.phase()
@@ -276,8 +276,11 @@ class DualDatabase:
             )
         elif phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY):
             refreshes, ids = self._timed(
-                phase, MYSQL, op,
-                lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)))  # fmt: skip
+                phase,
+                MYSQL,
+                op,
+                lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
+            )
             self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
         elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
             try:
@@ -290,8 +293,11 @@ class DualDatabase:
                 self.stats.fallback(phase)
                 result.items.clear()
                 refreshes, ids = self._timed(
-                    phase, MYSQL, op,
-                    lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)))  # fmt: skip
+                    phase,
+                    MYSQL,
+                    op,
+                    lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
+                )
                 self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
                 return result
             self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
@@ -396,15 +402,18 @@ class DualDatabase:
         written: list[dict[str, Any]] = []
         with self.transaction() as cur:
             exists = mysql_store.lock_row(cur, entity, refresh.source_key)
-            built = (self.deriver.derive(cur, entity, {k: [v] for k, v in refresh.source_key.items()})
-                     if exists else [])  # fmt: skip
+            where = {k: [v] for k, v in refresh.source_key.items()}
+            built = self.deriver.derive(cur, entity, where) if exists else []
             item = next((b for b in built if isinstance(b, Item)), None)
             new_key = None
             if item is not None:
                 new_key = self._key_of(entity.table, item)
-                self._dynamodb(lambda: self.dynamo.put(entity.table, item.body, item.version))
-                written.append({"at": time.time(), "table": entity.table.table, "op": "put", "key": new_key,
-                                "item": json.loads(item.body)})  # fmt: skip
+                stored = self._dynamodb(
+                    lambda: self.dynamo.put(entity.table, item.body, item.version)
+                )
+                if stored:  # else DynamoDB holds a newer version, written (and logged) since
+                    written.append({"at": time.time(), "table": entity.table.table, "op": "put",
+                                    "key": new_key, "item": json.loads(item.body)})  # fmt: skip
             elif built:
                 log.warning(
                     "%s %s cannot become an item: %s",
@@ -577,6 +586,7 @@ class DualDatabase:
         entity's shape with ``__entity``."""
         t = self.entities.table(table)
         pk_name, sk_name = t.pk, t.sk
+        gsi = None
         if index:
             gsi = next((g for g in t.gsis if g.index_name == index), None)
             if gsi is None:
@@ -587,6 +597,12 @@ class DualDatabase:
             out = []
             for entity in (e for e in self.entities if e.table is t):
                 out.extend(self._mysql_query(entity, pk_name, pk))
+            if gsi is not None and gsi.projection != "ALL":
+                # the index answers with its projection only: MySQL's answer takes its shape
+                keep = {t.pk, t.sk, gsi.pk, gsi.sk, *(gsi.projected_attributes or [])}
+                if gsi.projection == "KEYS_ONLY":
+                    keep = {t.pk, t.sk, gsi.pk, gsi.sk}
+                out = [{k: v for k, v in i.items() if k in keep} for i in out]
             if sk_prefix is not None and sk_name:
                 out = [
                     i for i in out if python_text(i.get(sk_name, {"S": ""})).startswith(sk_prefix)
@@ -620,7 +636,12 @@ class DualDatabase:
         where = self._invert(entity, key_name, value)
         if where is None:
             return []
-        items = self._mysql_items(entity, where) if where else self._scan(entity)
+        if where:
+            items = self._mysql_items(entity, where)
+        else:
+            with self.transaction() as cur:
+                built = self.deriver.matching(cur, entity, key_name, value)
+            items = [json.loads(b.body) for b in built if isinstance(b, Item)]
         return [i for i in items if python_text(i.get(key_name)) == value]
 
     def _invert(self, entity: Entity, key_name: str, value: str) -> dict[str, list[Any]] | None:
@@ -646,13 +667,14 @@ class DualDatabase:
             return {}
         return {plain[n]: [match.group(n)] for n in names}
 
-    def _scan(self, entity: Entity) -> list[dict[str, AV]]:
-        return self._mysql_items(entity, {})
-
     def _read(
-        self, entity: str, op: str, from_mysql: Callable[[], list], from_dynamodb: Callable[[], list],
+        self,
+        entity: str,
+        op: str,
+        from_mysql: Callable[[], list],
+        from_dynamodb: Callable[[], list],
         ident: dict[str, Any],
-    ) -> list[dict[str, AV]]:  # fmt: skip
+    ) -> list[dict[str, AV]]:
         phase = self.phase()
         primary, secondary = ((MYSQL, DYNAMODB) if phase <= Phase.DUAL_READ_MYSQL_PRIMARY
                               else (DYNAMODB, MYSQL))  # fmt: skip
@@ -690,8 +712,13 @@ class DualDatabase:
             if _same(answer, other):
                 self.stats.compared(phase, entity, op, "transient")
                 return
-            self.stats.compared(phase, entity, op, "mismatch",
-                                {**ident, "attributes": _differing(answer, other, primary)})  # fmt: skip
+            self.stats.compared(
+                phase,
+                entity,
+                op,
+                "mismatch",
+                {**ident, "attributes": _differing(answer, other, primary)},
+            )
         except Exception as exc:  # the shadow never fails a request
             log.debug("shadow read failed: %s", exc)
             self.stats.compared(phase, entity, op, "error")

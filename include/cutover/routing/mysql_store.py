@@ -6,13 +6,14 @@ derivation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cutover.contract.model import Contract
-from cutover.contract.views import source_select_sql, view_columns
+from cutover.contract.views import source_select_sql, view_columns, view_name
 from cutover.db import quote_ident as q
 from cutover.routing.entities import Entity
 from cutover.transform.items import Item, ItemBuilder, Rejection
@@ -57,6 +58,7 @@ class Deriver:
         self.contract = contract
         self._builders = {t.table: ItemBuilder(contract, t) for t in contract.tables}
         self._sql: dict[str, str] = {}
+        self._text: dict[str, set[str]] = {}
 
     def _select(self, entity: Entity) -> str:
         if entity.name not in self._sql:
@@ -65,10 +67,34 @@ class Deriver:
             self._sql[entity.name] = sql.replace("%", "%%")
         return self._sql[entity.name]
 
+    def _text_columns(self, entity: Entity, cursor: Any) -> set[str]:
+        """Columns the view itself types as text. One entity's SELECT may type a column as
+        DATETIME where the view's UNION makes it text; the backfill reads the view, so the
+        layer renders such values as MySQL does (``2023-03-07 00:27:42``)."""
+        name = entity.table.table
+        if name not in self._text:
+            cursor.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = %s",
+                (view_name(self.contract, entity.table),),
+            )
+            self._text[name] = {
+                str(c) for c, t in cursor.fetchall() if str(t) in ("char", "varchar", "text",
+                                                                   "mediumtext", "longtext")
+            }  # fmt: skip
+        return self._text[name]
+
     def _build(self, entity: Entity, cursor: Any) -> list[Item | Rejection]:
         names = view_columns(entity.table)
         builder = self._builders[entity.table.table]
-        return [builder.build(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        if rows:
+            text = self._text_columns(entity, cursor)
+            for row in rows:
+                for column, value in row.items():
+                    if isinstance(value, dt.date) and column in text:
+                        row[column] = str(value)
+        return [builder.build(row) for row in rows]
 
     def derive(
         self, cursor: Any, entity: Entity, where: Mapping[str, list[Any]]
@@ -81,6 +107,15 @@ class Deriver:
             params.extend(values)
         where_sql = ("\nWHERE " + " AND ".join(parts)) if parts else ""  # {}: every row
         cursor.execute(self._select(entity) + where_sql, params)
+        return self._build(entity, cursor)
+
+    def matching(self, cursor: Any, entity: Entity, column: str, value: Any) -> list:
+        """Items whose view column ``column`` (a key made by an expression, e.g. an index key
+        from a transformation) equals ``value``: MySQL filters before it computes the other
+        columns of each row."""
+        cursor.execute(
+            f"SELECT * FROM ({self._select(entity)}) AS v WHERE v.{q(column)} = %s", (value,)
+        )
         return self._build(entity, cursor)
 
     def preview(self, cursor: Any, entity: Entity, row: Mapping[str, Any]) -> Item | Rejection:

@@ -78,7 +78,7 @@ def reconcile(
         return {"contract": contract.name, "phase": phase.value, "source_of_truth": truth,
                 "repair": repair, "replay": replayed, "repaired": {}, "before": None,
                 "after": None, "success": True,
-                "skipped": "phase 5 (dynamodb_only): MySQL is retired; nothing to compare"}  # fmt: skip
+                "skipped": "phase 5: MySQL is retired; nothing to compare"}  # fmt: skip
     before = validate(contract, settings, sample=sample, max_keys=REPAIR_BATCH, tables=tables)
     repaired: Counter[str] = Counter()
     report = before
