@@ -161,3 +161,29 @@ def test_a_backfill_under_live_dual_writes_converges(
     checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
     assert checked > 20
     assert wrong == []  # no deleted item came back, no newer item was overwritten
+
+
+def test_reconcile_follows_the_phase(migrated: tuple[Any, Settings], ddb: Any) -> None:
+    """Phase 4: DynamoDB is the source of truth, so drift in MySQL is repaired from it;
+    phase 5: MySQL is retired and reconcile does not touch it at all."""
+    from cutover.stages import run_reconcile
+
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    conn = connect(settings.mysql)
+    try:
+        (name,) = query(conn, "SELECT username FROM users WHERE id = 5")[0]
+        query(conn, "UPDATE users SET username = 'drifted' WHERE id = 5")
+        result = run_reconcile(contract, settings, repair=True)
+        assert result["source_of_truth"] == "dynamodb"
+        assert result["repaired"]["mysql_update"] == 1  # the user's row, from its item
+        assert result["success"]
+        assert query(conn, "SELECT username FROM users WHERE id = 5") == [(name,)]
+    finally:
+        conn.close()
+
+    _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
+    retired = replace(settings, mysql=settings.mysql.with_database("no_such_database"))
+    result = run_reconcile(contract, retired, repair=True)
+    assert result["success"] and result["before"] is None and "retired" in result["skipped"]

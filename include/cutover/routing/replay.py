@@ -27,7 +27,10 @@ from cutover.routing.changes import Change, apply, loads
 from cutover.routing.entities import Entities
 from cutover.routing.layer import DualDatabase, StoreUnavailable, WriteResult, python_value
 from cutover.settings import Settings
+from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.canonical import EntityClassifier
+
+EPOCH = dt.datetime(1970, 1, 1)
 
 log = logging.getLogger("cutover.routing")
 
@@ -127,11 +130,15 @@ def repair_mysql(
             elif diff["kind"] == "extra":
                 change = Change(entity.source_table, "put", key, values)
             else:
-                derived = {a["attribute"] for a in diff["attributes"]} - set(entity.plain)
-                if derived:
-                    counts["unrepairable"] += 1
+                differing = {a["attribute"] for a in diff["attributes"]} - {VERSION_ATTRIBUTE}
+                if not differing & set(entity.plain):
+                    counts["derived"] += 1  # read from other rows: repaired with them
                     continue
                 change = Change(entity.source_table, "update", key, values)
+            version = item.get(VERSION_ATTRIBUTE)
+            if entity.version_column and version and change.op != "delete":
+                micros = int(version["N"])
+                change.values[entity.version_column] = EPOCH + dt.timedelta(microseconds=micros)
             try:
                 with conn.cursor() as cur:
                     apply(cur, change, None, guard=False)

@@ -88,7 +88,14 @@ def reconcile(
         if not diffs:
             break  # the failure is not a key difference (e.g. an independent check)
         if truth == "dynamodb":
-            repaired.update(repair_mysql(contract, settings, diffs))
+            done = repair_mysql(contract, settings, diffs)
+            # derived attributes follow once the rows they read are repaired; a pass that
+            # wrote no row cannot change anything more
+            derived = done.pop("derived", 0)
+            repaired.update(done)
+            if not any(k.startswith("mysql_") for k in done):
+                repaired["unrepairable"] += derived
+                break
         else:
             http = DynamoHttp(settings)
             try:
