@@ -389,8 +389,13 @@ class DualDatabase:
     def _refresh_all(self, refreshes: list[Refresh], ids: list[int], result: WriteResult) -> None:
         """Bring each item up to date from MySQL, under its row's lock, then mark the outbox
         rows applied. Raises (rows stay pending) when either store fails."""
-        for refresh in refreshes:
-            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
+        try:
+            for refresh in refreshes:
+                result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
+        except Exception as exc:
+            with suppress(Exception), self.transaction() as cur:  # for the operator
+                mysql_store.mark_failed(cur, ids, str(exc))
+            raise
         self._mysql(lambda: self._mark(ids))
 
     def _mark(self, ids: list[int]) -> None:

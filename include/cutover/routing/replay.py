@@ -31,6 +31,9 @@ from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.canonical import EntityClassifier
 
 EPOCH = dt.datetime(1970, 1, 1)
+# applied outbox rows are the change log a backfill under dual writes replays; a week covers
+# any backfill run
+OUTBOX_RETENTION_DAYS = 7
 
 log = logging.getLogger("cutover.routing")
 
@@ -56,6 +59,9 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
                 with layer.transaction() as cur:
                     mysql_store.mark_applied(cur, [ident])
                 counts["mysql_outbox"] += 1
+        with layer.transaction() as cur:
+            if pruned := mysql_store.prune(cur, contract.name, OUTBOX_RETENTION_DAYS):
+                counts["pruned"] += pruned
         while True:
             entries = layer.dynamo.outbox_pending(contract.name)
             if not entries:
