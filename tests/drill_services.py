@@ -150,7 +150,71 @@ def _chown_tree(path: Path, user: str) -> None:
                 os.chown(entry, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
 
-class PrivateMariaDB:
+class _PrivateServer:
+    """What both private servers share: stop, kill, restart, close, and a context manager.
+    Subclasses give ``pid``, ``start`` and ``_release`` (what to drop once the process is
+    gone)."""
+
+    directory: Path
+    _finalizer: weakref.finalize[Any, Any] | None
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self, timeout: float = 60) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30) -> None:
+        """A clean shutdown: SIGTERM, then SIGKILL if it has not exited after ``timeout``."""
+        pid = self.pid
+        if pid is not None:
+            _terminate(pid, timeout)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        pid = self.pid
+        if pid is not None:
+            _sigkill(pid)
+        self._forget()
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def close(self) -> None:
+        """Stop the server and remove its directory, data and all."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        pass
+
+    def _forget(self) -> None:
+        self._release()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+
+class PrivateMariaDB(_PrivateServer):
     """A MariaDB server of one test's own, on a free port of 127.0.0.1.
 
     Everything it has lives under ``directory``: ``data/`` (initialised once with
@@ -215,10 +279,6 @@ class PrivateMariaDB:
             return pid
         return None
 
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
     def start(self, timeout: float = 60) -> None:
         """Start the server unless it runs; return once root can log in over TCP."""
         if self.running:
@@ -243,41 +303,6 @@ class PrivateMariaDB:
         # Should the test process end without close(), do not leave a server behind.
         self._finalizer = weakref.finalize(self, _kill_quietly, self._proc.pid)
         self._wait_ready(timeout)
-
-    def stop(self, timeout: float = 30) -> None:
-        """A clean shutdown: SIGTERM, then SIGKILL if it has not exited after ``timeout``."""
-        pid = self.pid
-        if pid is not None:
-            _terminate(pid, timeout)
-        self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash. The next start() runs InnoDB crash recovery."""
-        pid = self.pid
-        if pid is not None:
-            _sigkill(pid)
-        self._forget()
-
-    def restart(self, timeout: float = 60) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def close(self) -> None:
-        """Stop the server and remove its directory, data and all."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- SQL -------------------------------------------------------------------------------
 
@@ -372,14 +397,11 @@ class PrivateMariaDB:
             f"within {timeout:.0f}s ({last}):\n{_tail(self.log_file)}"
         )
 
-    def _forget(self) -> None:
+    def _release(self) -> None:
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1)
         self._proc = None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
 
 
 def _kill_quietly(pid: int) -> None:
@@ -387,7 +409,7 @@ def _kill_quietly(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class PrivateDynamoDB:
+class PrivateDynamoDB(_PrivateServer):
     """A DynamoDB Local of one test's own, on a free port, its tables on disk under
     ``directory`` (``-dbPath``, not ``-inMemory``), so they survive stop()/start().
 
@@ -415,10 +437,6 @@ class PrivateDynamoDB:
             return pid
         return None
 
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
     def start(self, timeout: float = 60) -> None:
         """Start DynamoDB Local unless it runs; return once its port answers."""
         if self.running:
@@ -433,26 +451,6 @@ class PrivateDynamoDB:
                                f"see {self.local.log_file}")  # fmt: skip
         self._finalizer = weakref.finalize(self, _kill_quietly, pid)
 
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM, SIGKILL after ``timeout``; returns once the process is gone."""
-        pid = self.pid
-        if pid is not None:
-            # DynamoLocal.down() alone would wait its full 20 s: up() dropped its Popen, so
-            # the exited JVM stays a zombie of this process, which kill(pid, 0) counts alive.
-            _terminate(pid, timeout)
-        self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash of DynamoDB Local."""
-        pid = self.pid
-        if pid is not None:
-            _sigkill(pid)
-        self._forget()
-
-    def restart(self, timeout: float = 60) -> None:
-        self.stop()
-        self.start(timeout)
-
     def client(self, **config: Any) -> Any:
         """A boto3 DynamoDB client for this server that fails fast (one attempt, 2 s to
         connect) instead of retrying a stopped server; ``config`` overrides botocore Config."""
@@ -466,25 +464,8 @@ class PrivateDynamoDB:
                             aws_access_key_id="x", aws_secret_access_key="x",
                             config=Config(**settings))  # fmt: skip
 
-    def close(self) -> None:
-        """Stop the server and remove its directory, tables and all."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _forget(self) -> None:
-        self.local.down()  # only removes the pid file now that the process is gone
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+    def _release(self) -> None:
+        # DynamoLocal.down() alone would wait its full 20 s: up() dropped its Popen, so the
+        # exited JVM stays a zombie of this process, which kill(pid, 0) counts alive; the
+        # base stop() has terminated and reaped it, so down() only removes the pid file.
+        self.local.down()

@@ -4,11 +4,15 @@ hold, compared item by item with what it holds."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from cutover.contract.model import Contract
 from cutover.routing.dynamo_store import key_av
+from cutover.routing.layer import DualDatabase
+from cutover.routing.traffic import run_traffic
 from cutover.validate.canonical import canonical_item
 
 
@@ -51,3 +55,35 @@ def differences_from_log(
             )  # fmt: skip
             wrong.append(f"{table_name} {key}: attributes differ: {names}")
     return len(expected), wrong
+
+
+class TrafficThread:
+    """``run_traffic`` in a thread until ``finish()``; ``quiet()`` pauses its writes (reads
+    go on) while a test compares both stores."""
+
+    def __init__(self, layer: DualDatabase, log: Path, **options: Any) -> None:
+        self.stop = threading.Event()
+        self.pause = threading.Event()
+        self.summary: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.summary = run_traffic(layer, duration=3600, log_path=log, stop=self.stop,
+                                           pause_writes=self.pause, **options)  # fmt: skip
+            except BaseException as exc:  # raised again by finish()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="traffic", daemon=True)
+        self.thread.start()
+
+    def quiet(self) -> None:
+        self.pause.set()
+        time.sleep(1.5)  # writes in flight finish
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        if self.error:
+            raise self.error
+        return self.summary

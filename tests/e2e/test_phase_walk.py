@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,48 +24,17 @@ from typing import Any
 
 import pytest
 from tests.airflow_standalone import Api, standalone, trigger_and_answer
-from tests.routing_checks import differences_from_log
+from tests.routing_checks import TrafficThread, differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
 from cutover.routing.layer import DualDatabase
-from cutover.routing.traffic import run_traffic
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare, run_reconcile, run_validate
 
 pytestmark = pytest.mark.e2e
-
-
-class Traffic:
-    def __init__(self, layer: DualDatabase, log: Path) -> None:
-        self.stop = threading.Event()
-        self.pause = threading.Event()
-        self.summary: dict[str, Any] = {}
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.summary = run_traffic(layer, rate=12, duration=3600, threads=3, seed=11,
-                                           log_path=log, flush_every=2.0, stop=self.stop,
-                                           pause_writes=self.pause)  # fmt: skip
-            except BaseException as exc:  # reported by the test
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="traffic", daemon=True)
-        self.thread.start()
-
-    def quiet(self) -> None:
-        self.pause.set()
-        time.sleep(1.5)  # writes in flight finish
-
-    def finish(self) -> dict[str, Any]:
-        self.stop.set()
-        self.thread.join(timeout=120)
-        if self.error:
-            raise self.error
-        return self.summary
 
 
 @pytest.fixture
@@ -132,7 +100,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
     layer = DualDatabase(contract, settings, shadow_rate=1.0)
     layer.phases.ttl = 1.0
     log = tmp / "traffic.jsonl"
-    traffic = Traffic(layer, log)
+    traffic = TrafficThread(layer, log, rate=12, threads=3, seed=11, flush_every=2.0)
     figures: dict[str, Any] = {}
     try:
         time.sleep(3)  # phase 1 traffic

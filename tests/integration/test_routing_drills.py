@@ -11,7 +11,6 @@ underneath, ~400 items/s) loads it in seconds."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from tests.drill_services import PrivateDynamoDB, PrivateMariaDB
+from tests.routing_checks import TrafficThread
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
@@ -29,7 +29,6 @@ from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
 from cutover.routing.layer import DualDatabase
 from cutover.routing.replay import replay
-from cutover.routing.traffic import run_traffic
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
@@ -66,34 +65,6 @@ def _contract(tmp: Path) -> Any:
     path = tmp / f"{doc['cutover']['name']}.json"
     path.write_text(json.dumps(doc))
     return load_contract(path)
-
-
-class Traffic:
-    """The traffic generator in a thread, until stopped."""
-
-    def __init__(self, layer: DualDatabase, log: Path) -> None:
-        self.stop = threading.Event()
-        self.summary: dict[str, Any] = {}
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.summary = run_traffic(
-                    layer, rate=15, duration=600, threads=2, seed=5, log_path=log,
-                    flush_every=1000, stop=self.stop,
-                )  # fmt: skip
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def finish(self) -> dict[str, Any]:
-        self.stop.set()
-        self.thread.join(timeout=120)
-        if self.error:
-            raise self.error
-        return self.summary
 
 
 def _start(layer: DualDatabase, store: PhaseStore, contract: Any, phase: Phase) -> None:
@@ -158,7 +129,7 @@ def test_dynamodb_down_in_dual_write_fills_the_outbox_and_replay_drains_it(
     layer = DualDatabase(contract, settings)
     _start(layer, store, contract, Phase.DUAL_WRITE)
     log = tmp_path / "traffic.jsonl"
-    traffic = Traffic(layer, log)
+    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
     try:
         time.sleep(3)
         dynamo.stop()
@@ -186,7 +157,7 @@ def test_dynamodb_down_in_phase_4_falls_back_to_mysql_and_the_breaker_closes_aga
     _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
     breaker = layer.breakers.by_store["dynamodb"]
     log = tmp_path / "traffic.jsonl"
-    traffic = Traffic(layer, log)
+    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
     try:
         time.sleep(3)
         dynamo.stop()
@@ -231,7 +202,7 @@ def test_mysql_down_in_phase_4_is_served_by_dynamodb_and_replayed(
     layer = DualDatabase(contract, settings)
     _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
     log = tmp_path / "traffic.jsonl"
-    traffic = Traffic(layer, log)
+    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
     try:
         time.sleep(3)
         server.stop()

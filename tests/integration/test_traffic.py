@@ -17,19 +17,18 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from tests.routing_checks import differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.contract.model import Contract
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
 from cutover.prepare.control_table import ensure_control_table
-from cutover.routing.dynamo_store import key_av
 from cutover.routing.layer import DualDatabase
 from cutover.routing.traffic import ACTIONS, run_traffic, summary_lines
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
-from cutover.validate.canonical import canonical_item
 
 pytestmark = pytest.mark.integration
 
@@ -79,28 +78,6 @@ def _last_writes(log: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict
     return last, writers
 
 
-def _differences(contract: Contract, ddb: Any, prefix: str, log: Path) -> tuple[int, list[str]]:
-    tables = {t.table: t for t in contract.tables}
-    last, _ = _last_writes(log)
-    wrong: list[str] = []
-    for (table, key_text), write in last.items():
-        key = json.loads(key_text)
-        stored = ddb.get_item(
-            TableName=prefix + table, Key=key_av(tables[table], key), ConsistentRead=True
-        ).get("Item")
-        if write["op"] == "delete":
-            if stored is not None:
-                wrong.append(f"{table} {key}: deleted last in the log, present in DynamoDB")
-        elif stored is None:
-            wrong.append(f"{table} {key}: put last in the log, absent from DynamoDB")
-        elif canonical_item(stored) != canonical_item(write["item"]):
-            names = sorted(
-                n for n in set(stored) | set(write["item"]) if stored.get(n) != write["item"].get(n)
-            )
-            wrong.append(f"{table} {key}: attributes differ: {names}")
-    return len(last), wrong
-
-
 def test_phase_2_traffic_leaves_dynamodb_as_the_log_says(
     migrated: tuple[Contract, Settings], ddb: Any, tmp_path: Path
 ) -> None:
@@ -134,7 +111,7 @@ def test_phase_2_traffic_leaves_dynamodb_as_the_log_says(
     shared = {k: w for k, w in writers.items() if len(w) > 1}
     assert not shared, f"keys written by more than one thread: {shared}"
 
-    checked, wrong = _differences(contract, ddb, settings.table_prefix, log)
+    checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
     assert checked > 50
     assert not wrong, "\n".join(wrong[:20])
 

@@ -275,13 +275,7 @@ class DualDatabase:
                 lambda: self._mysql(lambda: self._mysql_apply(changes, result, False)),
             )
         elif phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY):
-            refreshes, ids = self._timed(
-                phase,
-                MYSQL,
-                op,
-                lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
-            )
-            self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
+            self._mysql_first(phase, changes, result)
         elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
             try:
                 record = self._timed(
@@ -292,19 +286,21 @@ class DualDatabase:
                 # keeps DynamoDB's part (nothing reached DynamoDB: the transaction is atomic)
                 self.stats.fallback(phase)
                 result.items.clear()
-                refreshes, ids = self._timed(
-                    phase,
-                    MYSQL,
-                    op,
-                    lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
-                )
-                self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
+                self._mysql_first(phase, changes, result)
                 return result
             self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
         else:
             self._timed(phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, False))
             self.stats.write(phase, failed=False)
         return result
+
+    def _mysql_first(self, phase: Phase, changes: list[Change], result: WriteResult) -> None:
+        """MySQL's transaction with the outbox rows, then each item refreshed in DynamoDB."""
+        refreshes, ids = self._timed(
+            phase, MYSQL, "write",
+            lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
+        )  # fmt: skip
+        self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
 
     def _versioned(self, changes: list[Change]) -> list[Change]:
         version = self.clock.next()

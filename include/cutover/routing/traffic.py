@@ -430,6 +430,9 @@ class Worker:
 
     # choosing
 
+    def _index_read(self, op: str, table: str, index: str, pk: str) -> None:
+        self.read(op, lambda: self.layer.query(table, pk, index=index), pk=pk, index=index)
+
     def next_action(self) -> str:
         if self.tour:
             return self.tour.pop(0)
@@ -781,21 +784,11 @@ class Worker:
         if not self.shoppers:
             raise _Skip("signup")
         pk = self.rng.choice(self.shoppers).email.lower()
-        self.read(
-            "query_user_by_email",
-            lambda: self.layer.query("Users", pk, index="ByEmail"),
-            pk=pk,
-            index="ByEmail",
-        )
+        self._index_read("query_user_by_email", "Users", "ByEmail", pk)
 
     def query_orders_by_status(self) -> None:
         pk = f"STATUS#{self.rng.choice(ORDER_STATUSES)}"
-        self.read(
-            "query_orders_by_status",
-            lambda: self.layer.query("Users", pk, index="GSI1"),
-            pk=pk,
-            index="GSI1",
-        )
+        self._index_read("query_orders_by_status", "Users", "GSI1", pk)
 
     def get_product(self) -> None:
         if not self.world.products:
@@ -807,23 +800,13 @@ class Worker:
         if not self.world.product_categories:
             raise _Skip("get_product")
         pk = self.rng.choice(self.world.product_categories)
-        self.read(
-            "query_products_by_category",
-            lambda: self.layer.query("Products", pk, index="ByCategory"),
-            pk=pk,
-            index="ByCategory",
-        )
+        self._index_read("query_products_by_category", "Products", "ByCategory", pk)
 
     def query_products_by_seller(self) -> None:
         if not self.world.sellers:
             raise _Skip("get_product")
         pk = str(self.rng.choice(self.world.sellers))
-        self.read(
-            "query_products_by_seller",
-            lambda: self.layer.query("Products", pk, index="BySeller"),
-            pk=pk,
-            index="BySeller",
-        )
+        self._index_read("query_products_by_seller", "Products", "BySeller", pk)
 
     def get_category(self) -> None:
         if not self.world.categories:

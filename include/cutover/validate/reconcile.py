@@ -73,7 +73,8 @@ def reconcile(
 
     phase = phase_store(settings).get(contract.name).phase
     truth = source_of_truth(phase)
-    replayed = replay(contract, settings) if phase >= Phase.DUAL_WRITE else None
+    dual = Phase.DUAL_WRITE <= phase < Phase.DYNAMODB_ONLY
+    replayed = replay(contract, settings) if dual else None
     if phase == Phase.DYNAMODB_ONLY:
         return {"contract": contract.name, "phase": phase.value, "source_of_truth": truth,
                 "repair": repair, "replay": replayed, "repaired": {}, "before": None,
