@@ -69,9 +69,18 @@ def walk(
             shutil.rmtree(home, ignore_errors=True)
 
 
+# what the approver must see for each step: the evidence kinds the gate rests on
+_SHOWN = {
+    Phase.DUAL_WRITE: "**prepare**",
+    Phase.DUAL_READ_MYSQL_PRIMARY: "**validate**",
+    Phase.DUAL_READ_DYNAMODB_PRIMARY: "**shadow_reads**: phase=3",
+    Phase.DYNAMODB_ONLY: "**dual_writes**: phase=4",
+}
+
+
 def _advance(api: Api, store: PhaseStore, contract: Any, target: Phase) -> None:
     state = trigger_and_answer(api, f"{contract.name}__phase_gate", "Approve",
-                               target=target.slug, expect_in_body=target.slug)  # fmt: skip
+                               target=target.slug, expect_in_body=_SHOWN[target])  # fmt: skip
     assert state == "success", f"phase_gate to {target.slug} ended {state}"
     assert store.get(contract.name).phase == target
 
@@ -139,8 +148,12 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         layer.close()
     figures["summary"] = summary
     (tmp.parent / "phase_walk_figures.json").write_text(json.dumps(figures, default=str))
+    shadow = {p: {k: v[k] for k in ("comparisons", "mismatches", "transient", "errors")}
+              for p, v in figures.get("shadow", {}).items()}  # fmt: skip
     print(json.dumps({"requests": summary["requests"], "failed": summary["failed"],
-                      "by_phase": summary["by_phase"]}, default=str))  # fmt: skip
+                      "by_phase": summary["by_phase"], "shadow": shadow,
+                      "outboxed": summary["outboxed"]}, default=str))  # fmt: skip
+
     assert summary["failed"] == 0, summary["errors"]
     assert summary["phases"] == [1, 2, 3, 4, 5]
     checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)

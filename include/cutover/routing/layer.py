@@ -55,6 +55,11 @@ AV = dict[str, Any]
 MYSQL, DYNAMODB = "mysql", "dynamodb"
 
 
+# a deadlock or a lock wait timeout rolls the whole transaction back: run it again
+_RETRY_CODES = (1213, 1205)
+DEADLOCK_RETRIES = 3
+
+
 class StoreUnavailable(ServiceError, TransientError):
     """A store failed or its circuit breaker is open."""
 
@@ -196,16 +201,21 @@ class DualDatabase:
 
     def _mysql(self, fn: Callable[[], T]) -> T:
         def guarded() -> T:
-            try:
-                return fn()
-            except MySQLdb.OperationalError as exc:
-                self._drop_conn()
-                raise StoreUnavailable(
-                    f"MySQL at {self.settings.mysql.url}: {exc.args[-1]}"
-                ) from None
-            except ServiceError:
-                self._drop_conn()
-                raise
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                try:
+                    return fn()
+                except MySQLdb.OperationalError as exc:
+                    if exc.args and exc.args[0] in _RETRY_CODES and attempt < DEADLOCK_RETRIES:
+                        time.sleep(0.01 * 2**attempt)  # InnoDB rolled the transaction back
+                        continue
+                    self._drop_conn()
+                    raise StoreUnavailable(
+                        f"MySQL at {self.settings.mysql.url}: {exc.args[-1]}"
+                    ) from None
+                except ServiceError:
+                    self._drop_conn()
+                    raise
+            raise AssertionError("unreachable")
 
         return self._guard(MYSQL, guarded)
 
