@@ -78,6 +78,31 @@ _SHOWN = {
 }
 
 
+def _explain(report: dict[str, Any], settings: Settings, log: Path) -> str:
+    """The differing keys, with what the log of writes and MySQL say of each."""
+    from cutover.db import connect, query
+
+    out = []
+    lines = log.read_text().splitlines() if log.exists() else []
+    conn = connect(settings.mysql)
+    try:
+        for table in report["tables"]:
+            for diff in table["parity"]["differences"][:3]:
+                key = f'"{diff["PK"]}"'
+                out.append(f"{table['table']} {diff['kind']} {diff['PK']} {diff.get('SK')}: "
+                           f"{diff.get('attributes')}")  # fmt: skip
+                out += [f"  log: {line[:600]}" for line in lines if key in line][-6:]
+                if diff.get("SK", "").startswith("CART#"):
+                    user, product = diff["PK"].split("#")[1], diff["SK"].split("#")[1]
+                    sql = ("SELECT id, quantity, updated_at FROM shopping_carts "
+                           "WHERE user_id = %s AND product_id = %s")  # fmt: skip
+                    rows = query(conn, sql, (user, product))
+                    out.append(f"  mysql: {rows}")
+    finally:
+        conn.close()
+    return "\n".join(out)
+
+
 def _advance(api: Api, store: PhaseStore, contract: Any, target: Phase) -> None:
     state = trigger_and_answer(api, f"{contract.name}__phase_gate", "Approve",
                                target=target.slug, expect_in_body=_SHOWN[target])  # fmt: skip
@@ -135,7 +160,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         assert shadow4["mismatches"] == 0, shadow4["mismatched"]
         traffic.quiet()
         parity = run_validate(contract, settings)  # DynamoDB answers; MySQL must still agree
-        assert parity["success"], [t["parity"]["differences"][:3] for t in parity["tables"]]
+        assert parity["success"], _explain(parity, settings, log)
         assert run_reconcile(contract, settings, repair=True)["success"]
         traffic.pause.clear()
         time.sleep(3)

@@ -188,3 +188,34 @@ def test_reconcile_follows_the_phase(migrated: tuple[Any, Settings], ddb: Any) -
     result = run_reconcile(contract, retired, repair=True)
     assert result["success"] and result["before"] is None and "retired" in result["skipped"]
     assert result["replay"] is None  # the outbox replay would have needed MySQL
+
+
+def test_rows_sharing_an_item_key_are_not_written_as_the_backfill_quarantines_them(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """The sample plants two cart rows of the same user and product (one item key): the
+    backfill quarantines both, so a change to one of them must not put that item either."""
+    from cutover.sample.generator import planted_defects
+
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_WRITE)
+    cart_id = next(d.source_pk["id"] for d in planted_defects(1) if d.reason == "duplicate_key")
+    conn = connect(settings.mysql)
+    try:
+        ((user, product),) = query(
+            conn, "SELECT user_id, product_id FROM shopping_carts WHERE id = %s", (cart_id,)
+        )
+    finally:
+        conn.close()
+    key = {"PK": f"USER#{user}", "SK": f"CART#{product}"}
+    table = settings.table_prefix + "Users"
+    assert "Item" not in ddb.get_item(TableName=table, Key=key_av(contract.tables[0], key))
+
+    layer = _layer(contract, settings, shadow_rate=0.0)
+    try:
+        result = layer.update("CART", {"id": cart_id}, {"quantity": 9})
+    finally:
+        layer.close()
+    assert [w["op"] for w in result.items] == ["delete"]
+    assert "Item" not in ddb.get_item(TableName=table, Key=key_av(contract.tables[0], key))

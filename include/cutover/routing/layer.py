@@ -417,6 +417,18 @@ class DualDatabase:
             built = self.deriver.derive(cur, entity, where) if exists else []
             item = next((b for b in built if isinstance(b, Item)), None)
             new_key = None
+            if item is not None and self._shares_key(cur, entity, refresh.source_key):
+                # two rows make this item: the backfill quarantines both (duplicate_key), so
+                # the layer writes neither and takes away what one of them wrote
+                bad_key = self._key_of(entity.table, item)
+                log.warning("%s %s shares its item key %s with another row (duplicate_key)",
+                            entity.name, refresh.source_key, bad_key)  # fmt: skip
+                self._dynamodb(lambda: self.dynamo.delete(entity.table, bad_key, None))
+                written.append({"at": time.time(), "table": entity.table.table,
+                                "op": "delete", "key": bad_key})  # fmt: skip
+                item = None
+                built = []
+                new_key = bad_key  # already taken away
             if item is not None:
                 new_key = self._key_of(entity.table, item)
                 stored = self._dynamodb(
@@ -439,6 +451,16 @@ class DualDatabase:
                     {"at": time.time(), "table": entity.table.table, "op": "delete", "key": bk}
                 )
         return written
+
+    def _shares_key(self, cur: Any, entity: Entity, source_key: Mapping[str, Any]) -> bool:
+        """Whether another row of the entity has the same item-key columns."""
+        try:
+            columns = list(entity.key_columns().values())
+        except RoutingError:
+            return False
+        if sorted(columns) == sorted(entity.source_key):
+            return False  # the item key is the row's own key
+        return mysql_store.shares_key(cur, entity, columns, source_key)
 
     @staticmethod
     def _key_of(table: Table, item: Item) -> dict[str, str]:

@@ -223,3 +223,19 @@ def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:
         f"SELECT 1 FROM {q(entity.source_table)} WHERE {where} FOR UPDATE", list(key.values())
     )
     return cursor.fetchone() is not None
+
+
+def shares_key(
+    cursor: Any, entity: Entity, columns: list[str], source_key: Mapping[str, Any]
+) -> bool:
+    """Whether a row other than ``source_key``'s has the same values in ``columns``."""
+    t = q(entity.source_table)
+    same = " AND ".join(f"o.{q(c)} = r.{q(c)}" for c in columns)
+    mine = " AND ".join(f"r.{q(c)} = %s" for c in source_key)
+    other = " OR ".join(f"NOT (o.{q(c)} <=> r.{q(c)})" for c in source_key)
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {t} AS r JOIN {t} AS o ON {same} "
+        f"WHERE {mine} AND ({other}))",
+        list(source_key.values()),
+    )
+    return bool(cursor.fetchone()[0])
