@@ -329,6 +329,18 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     from cutover.routing.traffic import progress_line, run_traffic, summary_lines
 
     contract = load_contract(args.contract)
+    # one warning per request while a store is down would bury the progress lines: the
+    # layer's own log goes to a file, the summary counts what it says
+    from cutover.stages import reports_dir
+
+    log_file = reports_dir() / contract.name / "traffic.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("cutover.routing", "cutover.phases"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).propagate = False
+    print(f"layer log: {log_file}", file=sys.stderr)
     layer = DualDatabase(contract, Settings.from_env(), shadow_rate=args.shadow_rate)
     stop = threading.Event()
 
