@@ -113,56 +113,70 @@ def private_dynamodb(settings: Settings, tmp_path_factory: pytest.TempPathFactor
         conn.close()
 
 
-def _prepared(settings: Settings, tmp: Path) -> tuple[Any, PhaseStore]:
-    _small_sample(settings)
-    contract = _contract(tmp)
-    run_prepare(contract, settings)
-    run_backfill(contract, settings)
-    return contract, PhaseStore(dynamodb_client(settings), settings.table_prefix)
+class Drill:
+    """The cut-down sample migrated to ``phase``, the layer and the traffic running; on
+    leaving, the traffic stops and the drill must end with no failed request, an empty
+    outbox after a last replay, and full parity."""
+
+    def __init__(self, settings: Settings, tmp: Path, phase: Phase) -> None:
+        _small_sample(settings)
+        self.settings = settings
+        self.contract = _contract(tmp)
+        run_prepare(self.contract, settings)
+        run_backfill(self.contract, settings)
+        store = PhaseStore(dynamodb_client(settings), settings.table_prefix)
+        self.layer = DualDatabase(self.contract, settings)
+        _start(self.layer, store, self.contract, phase)
+        self.summary: dict[str, Any] = {}
+        self._traffic = TrafficThread(self.layer, tmp / "traffic.jsonl", rate=15, threads=2,
+                                      seed=5, flush_every=1000)  # fmt: skip
+        time.sleep(3)  # traffic before the fault
+
+    def replay(self) -> dict[str, Any]:
+        return replay(self.contract, self.settings)
+
+    def __enter__(self) -> Drill:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self.summary = self._traffic.finish()
+        finally:
+            self.layer.close()
+        if exc_type is not None:
+            return
+        summary = self.summary
+        peak = self.layer.stats.outbox_peak
+        print(f"drill: {summary['requests']} requests, {summary['failed']} failed, "
+              f"{summary['outboxed']} outboxed, outbox peak {peak}")  # fmt: skip
+        assert summary["failed"] == 0, summary["errors"]
+        assert self.replay()["left"] == 0
+        _assert_full_parity(self.contract, self.settings)
 
 
 def test_dynamodb_down_in_dual_write_fills_the_outbox_and_replay_drains_it(
     private_dynamodb: tuple[PrivateDynamoDB, Settings], tmp_path: Path
 ) -> None:
     dynamo, settings = private_dynamodb
-    contract, store = _prepared(settings, tmp_path)
-    layer = DualDatabase(contract, settings)
-    _start(layer, store, contract, Phase.DUAL_WRITE)
-    log = tmp_path / "traffic.jsonl"
-    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
-    try:
-        time.sleep(3)
+    with Drill(settings, tmp_path, Phase.DUAL_WRITE) as drill:
         dynamo.stop()
-        _wait("the outbox to fill", lambda: layer.outbox_depth() >= 5)
+        _wait("the outbox to fill", lambda: drill.layer.outbox_depth() >= 5)
         time.sleep(3)
-        depth = layer.outbox_depth()  # rows the request path could not apply
+        depth = drill.layer.outbox_depth()  # rows the request path could not apply
         dynamo.start()
-        result = replay(contract, settings)
+        result = drill.replay()
         assert result["error"] is None and result["replayed"]["mysql_outbox"] >= depth
         time.sleep(2)
-    finally:
-        summary = traffic.finish()
-        layer.close()
-    print(f"drill: {summary['requests']} requests, {summary['failed']} failed, "
-          f"{summary['outboxed']} outboxed, outbox peak {layer.stats.outbox_peak}")  # fmt: skip
-    assert summary["failed"] == 0, summary["errors"]
-    assert summary["outboxed"] > 0
-    assert replay(contract, settings)["left"] == 0
-    _assert_full_parity(contract, settings)
+    assert drill.summary["outboxed"] > 0
 
 
 def test_dynamodb_down_in_phase_4_falls_back_to_mysql_and_the_breaker_closes_again(
     private_dynamodb: tuple[PrivateDynamoDB, Settings], tmp_path: Path
 ) -> None:
     dynamo, settings = private_dynamodb
-    contract, store = _prepared(settings, tmp_path)
-    layer = DualDatabase(contract, settings)
-    _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
-    breaker = layer.breakers.by_store["dynamodb"]
-    log = tmp_path / "traffic.jsonl"
-    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
-    try:
-        time.sleep(3)
+    with Drill(settings, tmp_path, Phase.DUAL_READ_DYNAMODB_PRIMARY) as drill:
+        layer = drill.layer
+        breaker = layer.breakers.by_store["dynamodb"]
         dynamo.stop()
         _wait("the DynamoDB breaker to open", lambda: breaker.current_state == "open")
         _wait("fallback writes kept in MySQL's outbox", lambda: layer.outbox_depth() >= 3)
@@ -170,17 +184,8 @@ def test_dynamodb_down_in_phase_4_falls_back_to_mysql_and_the_breaker_closes_aga
         assert fallbacks > 0  # reads (and writes) went to MySQL
         dynamo.start()
         _wait("the breaker to close", lambda: breaker.current_state == "closed", timeout=90)
-        result = replay(contract, settings)
-        assert result["error"] is None
+        assert drill.replay()["error"] is None
         time.sleep(2)
-    finally:
-        summary = traffic.finish()
-        layer.close()
-    print(f"drill: {summary['requests']} requests, {summary['failed']} failed, "
-          f"{summary['outboxed']} outboxed, outbox peak {layer.stats.outbox_peak}")  # fmt: skip
-    assert summary["failed"] == 0, summary["errors"]
-    assert replay(contract, settings)["left"] == 0
-    _assert_full_parity(contract, settings)
 
 
 # --- MySQL stops -----------------------------------------------------------------------------
@@ -200,28 +205,14 @@ def private_mysql(settings: Settings) -> Iterator[Settings]:
 
 
 def test_mysql_down_in_phase_4_is_served_by_dynamodb_and_replayed(
-    private_mysql: Any, ddb: Any, tmp_path: Path
+    private_mysql: Any, tmp_path: Path
 ) -> None:
     settings, server = private_mysql
-    contract, store = _prepared(settings, tmp_path)
-    layer = DualDatabase(contract, settings)
-    _start(layer, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
-    log = tmp_path / "traffic.jsonl"
-    traffic = TrafficThread(layer, log, rate=15, threads=2, seed=5, flush_every=1000)
-    try:
-        time.sleep(3)
+    with Drill(settings, tmp_path, Phase.DUAL_READ_DYNAMODB_PRIMARY) as drill:
         server.stop()
-        _wait("writes kept in DynamoDB's outbox", lambda: layer.outbox_depth() >= 5)
+        _wait("writes kept in DynamoDB's outbox", lambda: drill.layer.outbox_depth() >= 5)
         time.sleep(2)
         server.start()
-        result = replay(contract, settings)
+        result = drill.replay()
         assert result["error"] is None and result["replayed"]["dynamodb_outbox"] >= 5
         time.sleep(2)
-    finally:
-        summary = traffic.finish()
-        layer.close()
-    print(f"drill: {summary['requests']} requests, {summary['failed']} failed, "
-          f"{summary['outboxed']} outboxed, outbox peak {layer.stats.outbox_peak}")  # fmt: skip
-    assert summary["failed"] == 0, summary["errors"]
-    assert replay(contract, settings)["left"] == 0
-    _assert_full_parity(contract, settings)

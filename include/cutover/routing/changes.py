@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,9 +90,16 @@ class VersionClock:
             return now
 
 
-def _where(key: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    parts = [f"{q(c)} = %s" for c in key]
-    return " AND ".join(parts), list(key.values())
+def where_in(column_values: Mapping[str, Any], table: str | None = None) -> tuple[str, list]:
+    """``col IN (%s, ...) AND ...`` for each column's value (or list of values), columns
+    qualified by ``table`` when given, and the parameters in order."""
+    prefix = f"{q(table)}." if table else ""
+    parts, params = [], []
+    for column, value in column_values.items():
+        values = value if isinstance(value, list) else [value]
+        parts.append(f"{prefix}{q(column)} IN ({', '.join(['%s'] * len(values))})")
+        params.extend(values)
+    return " AND ".join(parts), params
 
 
 def apply(cursor: Any, change: Change, version_column: str | None, *, guard: bool) -> int:
@@ -103,14 +109,14 @@ def apply(cursor: Any, change: Change, version_column: str | None, *, guard: boo
     version = change.values.get(version_column) if version_column else None
     guarded = guard and version is not None
     if change.op == "delete":
-        where, params = _where(change.key)
+        where, params = where_in(change.key)
         if guarded:
             where += f" AND {q(version_column or '')} <= %s"
             params.append(version)
         cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
         return int(cursor.rowcount)
     if change.op == "update":
-        where, params = _where(change.key)
+        where, params = where_in(change.key)
         sets = ", ".join(f"{q(c)} = %s" for c in change.values)
         if guarded:
             where += f" AND {q(version_column or '')} <= %s"
@@ -143,19 +149,7 @@ def apply(cursor: Any, change: Change, version_column: str | None, *, guard: boo
 
 def select_rows(cursor: Any, table: str, column_values: Mapping[str, Any]) -> list[dict]:
     """Rows of ``table`` where each column has its value (or one of its list of values)."""
-    parts, params = [], []
-    for column, value in column_values.items():
-        values = value if isinstance(value, list) else [value]
-        parts.append(f"{q(column)} IN ({', '.join(['%s'] * len(values))})")
-        params.extend(values)
-    cursor.execute(f"SELECT * FROM {q(table)} WHERE {' AND '.join(parts)}", params)
+    where, params = where_in(column_values)
+    cursor.execute(f"SELECT * FROM {q(table)} WHERE {where}", params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-
-
-def dumps(changes: list[Change]) -> str:
-    return json.dumps([c.to_json() for c in changes], separators=(",", ":"), default=str)
-
-
-def loads(text: str) -> list[Change]:
-    return [Change.from_json(c) for c in json.loads(text)]

@@ -39,7 +39,7 @@ from cutover.load.dynamo_http import DynamoHttp
 from cutover.phases.client import PhaseClient
 from cutover.phases.model import Phase
 from cutover.routing import mysql_store
-from cutover.routing.changes import Change, VersionClock, apply, dumps, select_rows
+from cutover.routing.changes import Change, VersionClock, apply, select_rows
 from cutover.routing.dynamo_store import DynamoStore
 from cutover.routing.entities import Entities, Entity, RoutingError
 from cutover.routing.mysql_store import Deriver, Refresh
@@ -47,7 +47,7 @@ from cutover.routing.stats import RoutingStats
 from cutover.settings import Settings
 from cutover.transform.attribute_values import convert
 from cutover.transform.items import VERSION_ATTRIBUTE, Item, version_number
-from cutover.validate.canonical import canonical_item, differences
+from cutover.validate.canonical import EntityClassifier, canonical_item, differences, key_text
 
 log = logging.getLogger("cutover.routing")
 T = TypeVar("T")
@@ -90,9 +90,6 @@ class Breakers:
                 fail_max=self.fail_max, reset_timeout=self.reset_timeout,
                 exclude=list(_NOT_A_STORE_FAILURE), name=store,
             )  # fmt: skip
-
-    def state(self) -> dict[str, str]:
-        return {s: str(b.current_state) for s, b in self.by_store.items()}
 
 
 def row_of(entity: Entity, item: Mapping[str, AV]) -> dict[str, Any]:
@@ -157,6 +154,7 @@ class DualDatabase:
         self._shadow = ThreadPoolExecutor(shadow_workers, thread_name_prefix="cutover-shadow")
         self._shadow_count = 0
         self._outbox_ready = False
+        self._evidence: Any = None
         self.versioned_tables = {
             e.source_table: e.version_column for e in self.entities if e.version_column
         }
@@ -339,22 +337,29 @@ class DualDatabase:
         if dual:
             self.ensure_outbox()
         with self.transaction() as cur:
-            refreshes: list[Refresh] = []
-            for change in changes:
-                before = select_rows(cur, change.table, change.key) if change.key and dual else []
-                apply(cur, change, self.versioned_tables.get(change.table), guard=False)
-                key = dict(change.key)
-                if change.op == "put" and not key:
-                    key = self._assigned_key(cur, change)
-                    result.keys.setdefault(change.table, []).append(key)
-                if dual:
-                    after = select_rows(cur, change.table, key) if change.op != "delete" else []
-                    refreshes.extend(self._refreshes(cur, change, key, before, after))
+            refreshes = self._apply_all(cur, changes, result, dual=dual, guard=False)
             if not dual:
                 return None
-            refreshes = _unique(refreshes)
             ids = mysql_store.enqueue(cur, self.contract.name, refreshes)
         return refreshes, ids
+
+    def _apply_all(
+        self, cur: Any, changes: list[Change], result: WriteResult, *, dual: bool, guard: bool
+    ) -> list[Refresh]:
+        """Apply the row changes in the caller's transaction; with ``dual``, the items they
+        touch (read before and after each change)."""
+        refreshes: list[Refresh] = []
+        for change in changes:
+            before = select_rows(cur, change.table, change.key) if change.key and dual else []
+            apply(cur, change, self.versioned_tables.get(change.table), guard=guard)
+            key = dict(change.key)
+            if change.op == "put" and not key:
+                key = self._assigned_key(cur, change)
+                result.keys.setdefault(change.table, []).append(key)
+            if dual:
+                after = select_rows(cur, change.table, key) if change.op != "delete" else []
+                refreshes.extend(self._refreshes(cur, change, key, before, after))
+        return _unique(refreshes)
 
     def _assigned_key(self, cur: Any, change: Change) -> dict[str, Any]:
         entities = self.entities.of_table(change.table)
@@ -372,10 +377,8 @@ class DualDatabase:
         for entity in self.entities.of_table(change.table):
             before_key = None
             if before:
-                try:
+                with suppress(RoutingError):  # a key the row alone cannot give
                     before_key = entity.item_key(before[0])
-                except RoutingError:
-                    before_key = None
             source_key = {k: (after or before or [key])[0].get(k, key.get(k))
                           for k in entity.source_key}  # fmt: skip
             out.append(Refresh(entity.name, source_key, before_key, version))
@@ -396,13 +399,16 @@ class DualDatabase:
         """Bring each item up to date from MySQL, under its row's lock, then mark the outbox
         rows applied. Raises (rows stay pending) when either store fails."""
         try:
-            for refresh in refreshes:
-                result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
+            self._refresh_each(refreshes, result)
         except Exception as exc:
             with suppress(Exception), self.transaction() as cur:  # for the operator
                 mysql_store.mark_failed(cur, ids, str(exc))
             raise
         self._mysql(lambda: self._mark(ids))
+
+    def _refresh_each(self, refreshes: list[Refresh], result: WriteResult) -> None:
+        for refresh in refreshes:
+            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
 
     def _mark(self, ids: list[int]) -> None:
         with self.transaction() as cur:
@@ -416,21 +422,17 @@ class DualDatabase:
             where = {k: [v] for k, v in refresh.source_key.items()}
             built = self.deriver.derive(cur, entity, where) if exists else []
             item = next((b for b in built if isinstance(b, Item)), None)
-            new_key = None
+            new_key = None if item is None else self._key_of(entity.table, item)
             if item is not None and self._shares_key(cur, entity, refresh.source_key):
                 # two rows make this item: the backfill quarantines both (duplicate_key), so
                 # the layer writes neither and takes away what one of them wrote
-                bad_key = self._key_of(entity.table, item)
                 log.warning("%s %s shares its item key %s with another row (duplicate_key)",
-                            entity.name, refresh.source_key, bad_key)  # fmt: skip
+                            entity.name, refresh.source_key, new_key)  # fmt: skip
+                bad_key = new_key
                 self._dynamodb(lambda: self.dynamo.delete(entity.table, bad_key, None))
                 written.append({"at": time.time(), "table": entity.table.table,
                                 "op": "delete", "key": bad_key})  # fmt: skip
-                item = None
-                built = []
-                new_key = bad_key  # already taken away
-            if item is not None:
-                new_key = self._key_of(entity.table, item)
+            elif item is not None:
                 stored = self._dynamodb(
                     lambda: self.dynamo.put(entity.table, item.body, item.version)
                 )
@@ -480,8 +482,8 @@ class DualDatabase:
         record = None
         outbox = None
         if dual:
-            outbox = self.dynamo.outbox_item(self.contract.name, version,
-                                             {"changes": json.loads(dumps(changes))})  # fmt: skip
+            payload = {"changes": [c.to_json() for c in changes]}
+            outbox = self.dynamo.outbox_item(self.contract.name, version, payload)
             record = outbox["record"]["S"]
         first = len(result.items) - len(ops)
         if ops or outbox:
@@ -505,7 +507,7 @@ class DualDatabase:
             return [self.dynamo.delete_op(table, key, version)]
         item_av = self._new_item(entity, change, dual)
         body = json.dumps(item_av, ensure_ascii=False, separators=(",", ":"))
-        key = {k: python_text(item_av[k]) for k in (table.pk, table.sk) if k}
+        key = {k: _text(item_av[k]) for k in (table.pk, table.sk) if k}
         result.items.append({"table": table.table, "op": "put", "key": key, "item": item_av})
         return [self.dynamo.put_op(table, body, version)]
 
@@ -577,21 +579,14 @@ class DualDatabase:
                             result: WriteResult) -> None:  # fmt: skip
         """Phase 4's second store: the row changes (guarded by version), then the items they
         touch refreshed from MySQL, then the outbox entry removed."""
-        refreshes = self._mysql(lambda: self._apply_guarded(changes))
-        for refresh in refreshes:
-            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
+        refreshes = self._mysql(lambda: self._apply_guarded(changes, result))
+        self._refresh_each(refreshes, result)
         if record:
             self._dynamodb(lambda: self.dynamo.outbox_done(self.contract.name, record))
 
-    def _apply_guarded(self, changes: list[Change]) -> list[Refresh]:
-        refreshes: list[Refresh] = []
+    def _apply_guarded(self, changes: list[Change], result: WriteResult) -> list[Refresh]:
         with self.transaction() as cur:
-            for change in changes:
-                before = select_rows(cur, change.table, change.key) if change.key else []
-                apply(cur, change, self.versioned_tables.get(change.table), guard=True)
-                after = select_rows(cur, change.table, change.key) if change.op != "delete" else []
-                refreshes.extend(self._refreshes(cur, change, dict(change.key), before, after))
-        return _unique(refreshes)
+            return self._apply_all(cur, changes, result, dual=True, guard=True)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -637,9 +632,7 @@ class DualDatabase:
                     keep = {t.pk, t.sk, gsi.pk, gsi.sk}
                 out = [{k: v for k, v in i.items() if k in keep} for i in out]
             if sk_prefix is not None and sk_name:
-                out = [
-                    i for i in out if python_text(i.get(sk_name, {"S": ""})).startswith(sk_prefix)
-                ]
+                out = [i for i in out if _text(i.get(sk_name, {"S": ""})).startswith(sk_prefix)]
             return out
 
         def from_dynamodb() -> list[dict[str, AV]]:
@@ -648,22 +641,18 @@ class DualDatabase:
 
         op = f"query:{index or 'table'}"
         items = self._read(table, op, from_mysql, from_dynamodb, {"pk": pk, "index": index})
-        return [self._row_any(t, item) for item in items]
+        classify = EntityClassifier(t)
+        return [self._row_any(t, classify, item) for item in items]
 
-    def _row_any(self, table: Table, item: dict[str, AV]) -> dict[str, Any]:
-        from cutover.validate.canonical import EntityClassifier
-
-        name = EntityClassifier(table)(
-            python_text(item.get(table.pk)), python_text(item.get(table.sk)) if table.sk else None
-        )
+    def _row_any(self, table: Table, classify: EntityClassifier, item: dict[str, AV]) -> dict:
+        name = classify(_text(item.get(table.pk)), _text(item.get(table.sk)) if table.sk else None)
         entity = self.entities.by_name.get(name)
         row = row_of(entity, item) if entity else {k: python_value(v) for k, v in item.items()}
         return {**row, "__entity": name}
 
     def _mysql_items(self, entity: Entity, where: dict[str, list[Any]]) -> list[dict[str, AV]]:
         with self.transaction() as cur:
-            built = self.deriver.derive(cur, entity, where)
-        return [json.loads(b.body) for b in built if isinstance(b, Item)]
+            return _bodies(self.deriver.derive(cur, entity, where))
 
     def _mysql_query(self, entity: Entity, key_name: str, value: str) -> list[dict[str, AV]]:
         where = self._invert(entity, key_name, value)
@@ -673,9 +662,8 @@ class DualDatabase:
             items = self._mysql_items(entity, where)
         else:
             with self.transaction() as cur:
-                built = self.deriver.matching(cur, entity, key_name, value)
-            items = [json.loads(b.body) for b in built if isinstance(b, Item)]
-        return [i for i in items if python_text(i.get(key_name)) == value]
+                items = _bodies(self.deriver.matching(cur, entity, key_name, value))
+        return [i for i in items if _text(i.get(key_name)) == value]
 
     def _invert(self, entity: Entity, key_name: str, value: str) -> dict[str, list[Any]] | None:
         """Source-column conditions that select the rows whose ``key_name`` is ``value``
@@ -760,12 +748,10 @@ class DualDatabase:
 
     def outbox_depth(self) -> int:
         depth = 0
-        try:
+        with suppress(Exception):  # a store that cannot answer counts nothing
             self.ensure_outbox()
             with self.transaction() as cur:
                 depth += mysql_store.depth(cur, self.contract.name)
-        except Exception:
-            pass
         with suppress(Exception):
             depth += len(self.dynamo.outbox_pending(self.contract.name))
         self.stats.outbox(depth)
@@ -774,11 +760,8 @@ class DualDatabase:
     def flush(self) -> dict[str, Any]:
         """Record this process's figures for the current phase as gate evidence
         (``shadow_reads``, ``dual_writes``)."""
-        from cutover.aws import dynamodb_client
-        from cutover.phases.store import PhaseStore
-
         phase = self.phase()
-        store = PhaseStore(dynamodb_client(self.settings), self.settings.table_prefix)
+        store = self._evidence_store()
         depth = self.outbox_depth()
         shadow = self.stats.shadow_evidence(phase)
         writes = self.stats.write_evidence(phase, depth)
@@ -787,6 +770,15 @@ class DualDatabase:
         if phase >= Phase.DUAL_WRITE:
             store.record_evidence(self.contract.name, "dual_writes", writes)
         return {"shadow_reads": shadow, "dual_writes": writes}
+
+    def _evidence_store(self) -> Any:
+        """The phase store evidence is recorded in, made on the first flush."""
+        if self._evidence is None:
+            from cutover.aws import dynamodb_client
+            from cutover.phases.store import PhaseStore
+
+            self._evidence = PhaseStore(dynamodb_client(self.settings), self.settings.table_prefix)
+        return self._evidence
 
     def close(self) -> None:
         self._shadow.shutdown(wait=True)
@@ -798,17 +790,18 @@ class DualDatabase:
         self._http.close()
 
 
-def python_text(av: AV | None) -> str:
-    if av is None:
-        return ""
-    ((kind, value),) = av.items()
-    if kind == "N":
-        return format(Decimal(value).normalize(), "f")
-    return str(value)
+def _text(av: AV | None) -> str:
+    """A key attribute as text, numbers canonical (the validation's ``key_text``)."""
+    return key_text(av) or ""
 
 
 def _has_all(row: Mapping[str, Any], columns: Any) -> bool:
     return all(row.get(c) is not None for c in columns)
+
+
+def _bodies(built: list[Any]) -> list[dict[str, AV]]:
+    """The items (AttributeValue maps) of a derivation; rows that cannot be items skipped."""
+    return [json.loads(b.body) for b in built if isinstance(b, Item)]
 
 
 def _unique(refreshes: list[Refresh]) -> list[Refresh]:

@@ -15,10 +15,12 @@ from typing import Any
 from cutover.contract.model import Contract
 from cutover.contract.views import source_select_sql, view_columns, view_name
 from cutover.db import quote_ident as q
+from cutover.routing.changes import where_in
 from cutover.routing.entities import Entity
 from cutover.transform.items import Item, ItemBuilder, Rejection
 
 OUTBOX_TABLE = "cutover_outbox"
+_FROM = "\x00cutover-from\x00"  # where the entity's FROM goes in a cached SELECT
 
 OUTBOX_DDL = f"""CREATE TABLE IF NOT EXISTS {q(OUTBOX_TABLE)} (
   id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -60,12 +62,16 @@ class Deriver:
         self._sql: dict[str, str] = {}
         self._text: dict[str, set[str]] = {}
 
-    def _select(self, entity: Entity) -> str:
+    def _template(self, entity: Entity) -> str:
+        """The entity's view SELECT with its FROM left open, ready for bound parameters
+        (the view's own %, as in DATE_FORMAT, doubled); rendered once per entity."""
         if entity.name not in self._sql:
-            # bound parameters follow: the view's own % (DATE_FORMAT) must be doubled
-            sql = source_select_sql(self.contract, entity.table, entity.source)
+            sql = source_select_sql(self.contract, entity.table, entity.source, _FROM)
             self._sql[entity.name] = sql.replace("%", "%%")
         return self._sql[entity.name]
+
+    def _select(self, entity: Entity) -> str:
+        return self._template(entity).replace(_FROM, q(entity.source_table))
 
     def _text_columns(self, entity: Entity, cursor: Any) -> set[str]:
         """Columns the view itself types as text. One entity's SELECT may type a column as
@@ -100,12 +106,8 @@ class Deriver:
         self, cursor: Any, entity: Entity, where: Mapping[str, list[Any]]
     ) -> list[Item | Rejection]:
         """Items of the entity's rows whose columns take one of the given values."""
-        parts, params = [], []
-        for column, values in where.items():
-            marks = ", ".join(["%s"] * len(values))
-            parts.append(f"{q(entity.source_table)}.{q(column)} IN ({marks})")
-            params.extend(values)
-        where_sql = ("\nWHERE " + " AND ".join(parts)) if parts else ""  # {}: every row
+        condition, params = where_in(where, entity.source_table)
+        where_sql = f"\nWHERE {condition}" if condition else ""  # {}: every row
         cursor.execute(self._select(entity) + where_sql, params)
         return self._build(entity, cursor)
 
@@ -123,8 +125,7 @@ class Deriver:
         table under the source table's name (joined tables are read as they are)."""
         columns = ", ".join(f"%s AS {q(c)}" for c in row)
         from_sql = f"(SELECT {columns}) AS {q(entity.source_table)}"
-        sql = source_select_sql(self.contract, entity.table, entity.source, from_sql)
-        cursor.execute(sql.replace("%", "%%").replace("%%s AS", "%s AS"), list(row.values()))
+        cursor.execute(self._template(entity).replace(_FROM, from_sql), list(row.values()))
         built = self._build(entity, cursor)
         return built[0]
 
@@ -218,10 +219,8 @@ def prune(cursor: Any, contract: str, older_than_days: int) -> int:
 
 def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:
     """Lock the source row (FOR UPDATE) until the transaction ends; False when it is gone."""
-    where = " AND ".join(f"{q(c)} = %s" for c in key)
-    cursor.execute(
-        f"SELECT 1 FROM {q(entity.source_table)} WHERE {where} FOR UPDATE", list(key.values())
-    )
+    where, params = where_in(key)
+    cursor.execute(f"SELECT 1 FROM {q(entity.source_table)} WHERE {where} FOR UPDATE", params)
     return cursor.fetchone() is not None
 
 

@@ -5,6 +5,7 @@ evidence a gate asks for is that of the phase the contract is in."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import defaultdict
 from typing import Any
@@ -21,25 +22,30 @@ def percentile(values: list[float], pct: float) -> float | None:
     return ordered[index]
 
 
-class _Latency:
-    def __init__(self) -> None:
+class LatencySample:
+    """Latencies (ms) of one kind of request: their count and a uniform sample of at most
+    ``MAX_SAMPLES`` of them (a reservoir), so that a long run keeps bounded memory."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.samples: list[float] = []
         self.count = 0
+        self._rng = rng or random.Random()
 
     def add(self, ms: float) -> None:
         self.count += 1
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(ms)
-        else:  # keep a uniform sample of the whole run (reservoir)
-            import random
-
-            slot = random.randrange(self.count)
+        else:
+            slot = self._rng.randrange(self.count)
             if slot < MAX_SAMPLES:
                 self.samples[slot] = ms
 
+    def percentile(self, pct: float) -> float | None:
+        return percentile(self.samples, pct)
+
     def summary(self) -> dict[str, Any]:
-        return {"count": self.count, "p50_ms": _round(percentile(self.samples, 50)),
-                "p99_ms": _round(percentile(self.samples, 99))}  # fmt: skip
+        return {"count": self.count, "p50_ms": _round(self.percentile(50)),
+                "p99_ms": _round(self.percentile(99))}  # fmt: skip
 
 
 def _round(value: float | None) -> float | None:
@@ -56,7 +62,7 @@ class PhaseStats:
         self.transient: dict[tuple[str, str], int] = defaultdict(int)
         self.errors: dict[tuple[str, str], int] = defaultdict(int)
         self.mismatched: list[dict[str, Any]] = []
-        self.latency: dict[tuple[str, str], _Latency] = defaultdict(_Latency)
+        self.latency: dict[tuple[str, str], LatencySample] = defaultdict(LatencySample)
 
 
 class RoutingStats:

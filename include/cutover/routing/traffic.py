@@ -38,11 +38,10 @@ from cutover.db import connect, query
 from cutover.errors import ConfigError
 from cutover.routing.changes import Change
 from cutover.routing.layer import DualDatabase, WriteResult
-from cutover.routing.stats import percentile
+from cutover.routing.stats import LatencySample
 
 ID_OFFSET = 1_000_000  # new ids start this far above the largest id at start
 THREAD_STRIDE = 100_000  # each thread's own range of new ids
-MAX_SAMPLES = 20_000  # latency samples kept per operation and per phase
 MAX_MESSAGES = 20  # error messages kept
 PROGRESS_EVERY = 2.0  # seconds between progress reports
 MAX_BACKLOG = 2.0  # seconds a late thread may catch up on; older ticks are dropped
@@ -207,29 +206,20 @@ def load_world(layer: DualDatabase, threads: int) -> World:
 
 
 class _Figures:
-    def __init__(self) -> None:
-        self.requests = 0
+    def __init__(self, rng: random.Random) -> None:
         self.failed = 0
-        self.samples: list[float] = []
-        self._seen = 0
+        self.latency = LatencySample(rng)
 
-    def add(self, ms: float, failed: bool, rng: random.Random) -> None:
-        self.requests += 1
+    def add(self, ms: float, failed: bool) -> None:
         self.failed += failed
-        self._seen += 1
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(ms)
-        else:  # a uniform sample of the whole run
-            slot = rng.randrange(self._seen)
-            if slot < MAX_SAMPLES:
-                self.samples[slot] = ms
+        self.latency.add(ms)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "requests": self.requests,
+            "requests": self.latency.count,
             "failed": self.failed,
-            "p50_ms": _round(percentile(self.samples, 50)),
-            "p99_ms": _round(percentile(self.samples, 99)),
+            "p50_ms": _round(self.latency.percentile(50)),
+            "p99_ms": _round(self.latency.percentile(99)),
         }
 
 
@@ -260,8 +250,11 @@ class Recorder:
         with self._lock:
             self.requests += 1
             self.failed += error is not None
-            self.by_operation.setdefault(op, _Figures()).add(ms, error is not None, self._rng)
-            self.by_phase.setdefault(phase, _Figures()).add(ms, error is not None, self._rng)
+            for figures in (
+                self.by_operation.setdefault(op, _Figures(self._rng)),
+                self.by_phase.setdefault(phase, _Figures(self._rng)),
+            ):
+                figures.add(ms, error is not None)
             if phase:
                 self.last_phase = phase
             if error is not None:
@@ -400,33 +393,18 @@ class Worker:
     def write(self, op: str, fn: Callable[[], WriteResult]) -> WriteResult:
         result, phase = self._call(op, fn)
         self.recorder.wrote(result)
-        if self.log:
-            self.log.write(
-                {
-                    "t": time.time(),
-                    "thread": self.index,
-                    "op": op,
-                    "phase": phase,
-                    "items": result.items,
-                    "outboxed": result.outboxed,
-                }
-            )
+        self._log(op, phase, items=result.items, outboxed=result.outboxed)
         return result
 
     def read(self, op: str, fn: Callable[[], Any], **ident: Any) -> Any:
         answer, phase = self._call(op, fn)
-        if self.log:
-            self.log.write(
-                {
-                    "t": time.time(),
-                    "thread": self.index,
-                    "op": op,
-                    "phase": phase,
-                    **ident,
-                    "answer": answer,
-                }
-            )
+        self._log(op, phase, **ident, answer=answer)
         return answer
+
+    def _log(self, op: str, phase: int, **fields: Any) -> None:
+        if self.log:
+            entry = {"t": time.time(), "thread": self.index, "op": op, "phase": phase}
+            self.log.write({**entry, **fields})
 
     # choosing
 
