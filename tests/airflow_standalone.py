@@ -28,6 +28,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ApiError(AssertionError):
+    """An HTTP error from Airflow, with the status and the body it sent."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Api:
     def __init__(self, base: str) -> None:
         self.base = base
@@ -39,8 +47,17 @@ class Api:
         request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return json.loads(reply.read() or b"null")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return json.loads(reply.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            # keep the server's explanation: a bare "HTTP Error 500" says nothing
+            detail = exc.read().decode(errors="replace")[:2000]
+            raise ApiError(exc.code, f"{method} {path}: HTTP {exc.code}: {detail}") from None
+
+    def login(self, username: str, password: str) -> str:
+        reply = self.call("POST", "/auth/token", {"username": username, "password": password})
+        return str(reply["access_token"])
 
     def wait(self, what: str, check: Any, timeout: float = 240) -> Any:
         deadline = time.monotonic() + timeout
@@ -50,17 +67,24 @@ class Api:
                 last = check()
                 if last:
                     return last
-            except (urllib.error.URLError, ConnectionError, KeyError, IndexError) as exc:
+            except (ApiError, urllib.error.URLError, ConnectionError, KeyError, IndexError) as exc:
                 last = exc
             time.sleep(1)
         raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 @contextmanager
-def standalone(home: Path, contracts: Path, env_extra: Mapping[str, str]) -> Iterator[Api]:
+def standalone(
+    home: Path,
+    contracts: Path,
+    env_extra: Mapping[str, str],
+    users: Mapping[str, tuple[str, str]] | None = None,
+) -> Iterator[Api]:
     """Run `airflow standalone` with ``home`` as AIRFLOW_HOME and the contracts of
-    ``contracts``; yields its API, logged in as admin."""
-    (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
+    ``contracts``; yields its API, logged in as admin. ``users`` adds simple-auth-manager
+    users: name -> (role, password)."""
+    accounts = {"admin": ("admin", PASSWORD), **(users or {})}
+    (home / "passwords.json").write_text(json.dumps({u: p for u, (_, p) in accounts.items()}))
     port = free_port()
     env = {
         **os.environ,
@@ -68,7 +92,9 @@ def standalone(home: Path, contracts: Path, env_extra: Mapping[str, str]) -> Ite
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            f"{u}:{role}" for u, (role, _) in accounts.items()
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -79,6 +105,9 @@ def standalone(home: Path, contracts: Path, env_extra: Mapping[str, str]) -> Ite
         "CUTOVER_CONTRACTS_DIR": str(contracts),
         # standalone starts its components as `airflow …` from PATH
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        # the tests' own modules (e.g. an auth manager a test configures) import from here
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                     os.environ.get("PYTHONPATH")])),
         **env_extra,
     }
     log = (home / "standalone.log").open("wb")
@@ -92,8 +121,7 @@ def standalone(home: Path, contracts: Path, env_extra: Mapping[str, str]) -> Ite
         except AssertionError as exc:
             tail = (home / "standalone.log").read_text(errors="replace")[-4000:]
             raise AssertionError(f"{exc}\n--- airflow standalone log ---\n{tail}") from None
-        token = api.call("POST", "/auth/token", {"username": "admin", "password": PASSWORD})
-        api.token = token["access_token"]
+        api.token = api.login("admin", PASSWORD)
         yield api
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -65,6 +65,26 @@ def _check(kind: str, ev: dict[str, Any], gate: GatePolicy) -> list[str]:
     return []
 
 
+def evidence_problems(
+    kind: str, ev: dict[str, Any] | None, gate: GatePolicy, now: dt.datetime | None = None
+) -> list[str]:
+    """Why one evidence item does not meet the gate (missing, too old, or its figures);
+    empty when it does."""
+    if ev is None:
+        return [f"no {kind} evidence has been recorded"]
+    now = now or dt.datetime.now(dt.UTC)
+    out = []
+    age = _age_hours(ev["recorded_at"], now)
+    if age > gate.evidence_max_age_hours:
+        out.append(f"{kind} evidence is {age:.1f} h old; the gate accepts "
+                   f"{gate.evidence_max_age_hours:g} h")  # fmt: skip
+    return out + _check(kind, ev, gate)
+
+
+def evidence_age_hours(ev: dict[str, Any], now: dt.datetime | None = None) -> float:
+    return _age_hours(ev["recorded_at"], now or dt.datetime.now(dt.UTC))
+
+
 def decide(
     current: Phase,
     target: Phase,
@@ -81,15 +101,9 @@ def decide(
     used: dict[str, Any] = {}
     for kind in REQUIRED[target]:
         ev = evidence.get(kind)
-        if ev is None:
-            reasons.append(f"no {kind} evidence has been recorded")
-            continue
-        used[kind] = ev
-        age = _age_hours(ev["recorded_at"], now)
-        if age > gate.evidence_max_age_hours:
-            reasons.append(f"{kind} evidence is {age:.1f} h old; the gate accepts "
-                           f"{gate.evidence_max_age_hours:g} h")  # fmt: skip
-        reasons.extend(_check(kind, ev, gate))
+        if ev is not None:
+            used[kind] = ev
+        reasons.extend(evidence_problems(kind, ev, gate, now))
     both = "backfill" in used and "validate" in used
     if both and used["validate"]["recorded_at"] < used["backfill"]["recorded_at"]:
         reasons.append("the validation is older than the backfill; validate again")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,11 @@ from botocore.exceptions import ClientError
 from cutover.errors import TerminalError
 from cutover.phases.model import FLAGS, Phase
 from cutover.prepare.control_table import CONTROL_TABLE
+
+
+# evidence kinds kept over time as well as latest (the routing layer's figures), for 30 days
+SERIES_KINDS = ("shadow_reads", "dual_writes")
+SERIES_KEEP_SECONDS = 30 * 24 * 3600
 
 
 class ConcurrentChange(TerminalError):
@@ -161,12 +167,35 @@ class PhaseStore:
     # --- evidence ------------------------------------------------------------------------
 
     def record_evidence(self, contract: str, kind: str, payload: dict[str, Any]) -> None:
+        """Keep ``payload`` as the latest evidence of ``kind``; for the routing layer's
+        kinds also append it to their series (the panel charts them over time)."""
         payload = {**payload, "kind": kind, "recorded_at": payload.get("recorded_at") or _now()}
         self.client.put_item(
             TableName=self.table,
             Item={"contract": {"S": contract}, "record": {"S": f"EVIDENCE#{kind}"},
                   "payload": {"S": json.dumps(payload, default=str)}},
         )  # fmt: skip
+        if kind in SERIES_KINDS:
+            point = {k: v for k, v in payload.items() if isinstance(v, int | float | str)}
+            self.client.put_item(
+                TableName=self.table,
+                Item={"contract": {"S": contract},
+                      "record": {"S": f"SERIES#{kind}#{payload['recorded_at']}"},
+                      "payload": {"S": json.dumps(point, default=str)},
+                      "expires_at": {"N": str(int(time.time()) + SERIES_KEEP_SECONDS)}},
+            )  # fmt: skip
+
+    def series(self, contract: str, kind: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The last ``limit`` points of ``kind``'s series, oldest first."""
+        reply = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="#c = :c AND begins_with(#r, :s)",
+            ExpressionAttributeNames={"#c": "contract", "#r": "record"},
+            ExpressionAttributeValues={":c": {"S": contract}, ":s": {"S": f"SERIES#{kind}#"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [json.loads(i["payload"]["S"]) for i in reversed(reply["Items"])]
 
     def evidence(self, contract: str) -> dict[str, dict[str, Any]]:
         pages = self.client.get_paginator("query").paginate(

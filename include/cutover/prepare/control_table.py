@@ -1,6 +1,8 @@
 """The migration control table, where the phase store keeps one item per contract for its
 current phase (``record = "PHASE"``) and an append-only history
-(``record = "HISTORY#<iso timestamp>#<seq>"``)."""
+(``record = "HISTORY#<iso timestamp>#<seq>"``), the latest evidence of each kind
+(``EVIDENCE#<kind>``) and the routing layer's figures over time (``SERIES#<kind>#<at>``,
+which expire through the table's TTL attribute ``expires_at``)."""
 
 from __future__ import annotations
 
@@ -27,5 +29,14 @@ def control_table_spec(prefix: str) -> TableSpec:
 
 
 def ensure_control_table(client: Any, prefix: str, *, wait_seconds: float = 120) -> TableChange:
-    """Create the control table if missing; otherwise report how it differs."""
-    return ensure_table(client, control_table_spec(prefix), wait_seconds=wait_seconds)
+    """Create the control table if missing (with TTL on ``expires_at``); otherwise report
+    how it differs."""
+    change = ensure_table(client, control_table_spec(prefix), wait_seconds=wait_seconds)
+    name = prefix + CONTROL_TABLE
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
+    return change

@@ -1,0 +1,1 @@
+"""The Migrations panel: what the Airflow plugin shows and serves, per contract."""

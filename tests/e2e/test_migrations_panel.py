@@ -1,0 +1,292 @@
+"""The Migrations panel in a real `airflow standalone`: the sample contract (under its own
+name, in its own database and tables) is prepared, backfilled and validated, then the
+panel's pages and JSON API are checked against the phase store and the reports, every route
+is refused without a session, with a bad token, and to a user without access to the
+contract's DAGs, and a real Chromium (Debian's, driven by Playwright) logs in, opens
+Migrations from the navigation and requests an advance that Airflow then holds for
+approval."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.airflow_standalone import Api, ApiError, standalone
+
+from cutover.aws import dynamodb_client
+from cutover.contract.load import load_contract
+from cutover.db import connect
+from cutover.panel import datadocs
+from cutover.phases.store import PhaseStore
+from cutover.sample.generator import load_sample
+from cutover.settings import PROJECT_ROOT, Settings
+from cutover.stages import phase_store, reports_dir, run_backfill, run_prepare, run_validate
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+USERS = {"viewer": ("viewer", "viewer-pass"), "outsider": ("op", "outsider-pass")}
+
+
+@dataclass
+class Panel:
+    api: Api
+    name: str
+    settings: Settings
+    store: PhaseStore
+    home: Path
+
+    def url(self, path: str) -> str:
+        return self.api.base + path
+
+
+@pytest.fixture(scope="module")
+def panel(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    home = tmp_path_factory.mktemp("panel-airflow")
+    contracts = home / "contracts"
+    contracts.mkdir()
+    name = f"panel_{uuid.uuid4().hex[:6]}"
+    doc = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
+    doc["cutover"]["name"] = name
+    path = contracts / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    own = replace(
+        settings,
+        mysql=settings.mysql.with_database(f"cutover_{name}"),
+        table_prefix=f"{settings.table_prefix}{name}_",
+        staging=(home / "staging").as_uri(),
+    )
+    contract = load_contract(str(path))
+    load_sample(own, scale=1)
+    run_prepare(contract, own)
+    run_backfill(contract, own, partitions=2)
+    run_validate(contract, own)
+    m = own.mysql
+    env = {
+        "CUTOVER_MYSQL_URL": f"mysql://{m.user}@{m.host}:{m.port}/{m.database}",
+        "CUTOVER_DYNAMODB_ENDPOINT": own.dynamodb_endpoint or "",
+        "CUTOVER_TABLE_PREFIX": own.table_prefix,
+        "CUTOVER_STAGING": own.staging,
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.panel_auth.ScopedSimpleAuthManager",
+        "CUTOVER_TEST_DENIED_DAGS": f"{name}__",
+    }
+    try:
+        with standalone(home, contracts, env, users=USERS) as api:
+            api.wait("the contract's DAGs to be parsed",
+                     lambda: api.call("GET", f"/api/v2/dags/{name}__phase_gate"))  # fmt: skip
+            yield Panel(api, name, own, phase_store(own), home)
+    finally:
+        client = dynamodb_client(own)
+        for table in client.list_tables()["TableNames"]:
+            if table.startswith(own.table_prefix):
+                client.delete_table(TableName=table)
+        admin = connect(own.mysql, database=False)
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{m.database}`")
+        admin.close()
+        if os.environ.get("CUTOVER_KEEP_AIRFLOW_HOME") is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _status(panel: Panel, method: str, path: str, token: str | None, body: Any = None) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(panel.url(path), data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _routes(name: str) -> list[tuple[str, str, Any]]:
+    asset = next(iter(datadocs.asset_names()))
+    return [
+        ("GET", "/migrations/", None),
+        ("GET", "/migrations/api/contracts", None),
+        ("GET", f"/migrations/contracts/{name}", None),
+        ("GET", f"/migrations/api/contracts/{name}", None),
+        ("GET", f"/migrations/contracts/{name}/datadocs/index.html", None),
+        ("GET", f"/migrations/assets/{asset}", None),
+        ("GET", "/migrations/static/panel.css", None),
+        ("POST", f"/migrations/api/contracts/{name}/advance", {"target_phase": "dual_write"}),
+        ("POST", f"/migrations/api/contracts/{name}/rollback", {"reason": "auth test"}),
+        ("POST", f"/migrations/api/contracts/{name}/validate", {}),
+    ]
+
+
+def test_every_route_refuses_no_session_a_bad_token_and_a_user_without_access(
+    panel: Panel,
+) -> None:
+    outsider = panel.api.login("outsider", USERS["outsider"][1])
+    viewer = panel.api.login("viewer", USERS["viewer"][1])
+    runs_before = _run_count(panel)
+    for method, path, body in _routes(panel.name):
+        assert _status(panel, method, path, None, body) == 401, (method, path)
+        assert _status(panel, method, path, "not.a.jwt", body) in (401, 403), (method, path)
+        assert _status(panel, method, path, outsider, body) == 403, (method, path)
+        expected = 403 if method == "POST" else 200  # a viewer reads but may not act
+        assert _status(panel, method, path, viewer, body) == expected, (method, path)
+    assert _run_count(panel) == runs_before  # no refused action started a run
+
+
+def _run_count(panel: Panel) -> int:
+    return sum(
+        panel.api.call("GET", f"/api/v2/dags/{panel.name}__{s}/dagRuns")["total_entries"]
+        for s in ("phase_gate", "rollback", "validate")
+    )
+
+
+def test_the_json_api_shows_the_phase_store_and_the_last_reports(panel: Panel) -> None:
+    listing = panel.api.call("GET", "/migrations/api/contracts")["contracts"]
+    (entry,) = [c for c in listing if c["name"] == panel.name]
+    state = panel.store.get(panel.name)
+    assert entry["phase"] == {"number": state.phase.value, "name": state.phase.slug}
+    assert entry["flags"]["databaseMode"] == "mysql-only"
+    assert entry["next_gate"]["target"]["name"] == "dual_write"
+    assert entry["next_gate"]["allowed"] is True  # prepare found no drift
+
+    detail = panel.api.call("GET", f"/migrations/api/contracts/{panel.name}")
+    backfill = json.loads((reports_dir() / panel.name / "backfill.json").read_text())
+    shown = detail["backfill"]
+    assert shown["items"] == backfill["items_loaded"] > 0
+    assert shown["rows"] == backfill["rows_extracted"]
+    assert shown["quarantined"] == backfill["quarantined"] == 10
+    assert shown["quarantine_reasons"] == backfill["quarantine_reasons"]
+    assert len(shown["partitions"]) == len(backfill["partitions"])
+    validation = json.loads((reports_dir() / panel.name / "validate.json").read_text())
+    assert detail["validation"]["success"] is validation["success"] is True
+    assert [t["table"] for t in detail["validation"]["tables"]] == [
+        t["table"] for t in validation["tables"]
+    ]
+    evidence = {e["kind"]: e for e in detail["next_gate"]["evidence"]}
+    assert evidence["prepare"]["passes"] is True and evidence["prepare"]["age_hours"] < 1
+    assert all(not paused for paused in detail["paused"].values())
+    assert "password" not in json.dumps(detail).lower()
+
+
+def test_data_docs_are_served_with_local_assets(panel: Panel) -> None:
+    index = _get_text(panel, f"/migrations/contracts/{panel.name}/datadocs/index.html")
+    assert "cdn." not in index and "https://" not in _asset_urls(index)
+    assert f"{panel.name}." in index  # this contract's validation results are listed
+    for url in sorted(set(_asset_refs(index)))[:20]:
+        assert _status(panel, "GET", url, panel.api.token) == 200, url
+
+
+def _get_text(panel: Panel, path: str) -> str:
+    request = urllib.request.Request(panel.url(path))
+    request.add_header("Authorization", f"Bearer {panel.api.token}")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.read().decode()
+
+
+def _asset_refs(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'(?:src|href)="(/migrations/assets/[^"]+)"', html)
+
+
+def _asset_urls(html: str) -> str:
+    import re
+
+    return " ".join(re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is installed by setup")
+def test_a_person_opens_migrations_and_requests_an_advance(
+    panel: Panel, request: pytest.FixtureRequest
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = _shots_dir(request)
+    state = panel.store.get(panel.name)
+    backfill = json.loads((reports_dir() / panel.name / "backfill.json").read_text())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(panel.url("/auth/login"))
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(_admin_password())
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(lambda url: "/auth/login" not in url)
+            page.get_by_role("link", name="Migrations").click()
+            page.wait_for_url("**/plugin/migrations")
+            frame = page.frame_locator("iframe")
+            frame.get_by_role("link", name=panel.name).click()
+            frame.locator("#phase").wait_for()
+            page.screenshot(path=str(shots / "1-contract.png"), full_page=True)
+
+            assert frame.locator("#phase").inner_text() == (
+                f"{state.phase.value} · {state.phase.slug}"
+            )
+            assert _number(frame.locator("#backfill-items").inner_text()) == (
+                backfill["items_loaded"]
+            )
+            assert _number(frame.locator("#backfill-rows").inner_text()) == (
+                backfill["rows_extracted"]
+            )
+            assert frame.locator("#validation-verdict").inner_text() == "passed"
+            assert frame.locator("#gate-verdict").inner_text() == "evidence meets the gate"
+
+            frame.locator("#advance").click()
+            frame.locator("#message.pass").wait_for(timeout=30_000)
+            run_id = frame.locator("#message a").inner_text()
+            page.screenshot(path=str(shots / "2-advance-requested.png"), full_page=True)
+
+            dag = f"{panel.name}__phase_gate"
+            run = panel.api.call("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")
+            assert run["conf"] == {"target_phase": "dual_write"}
+            assert run["triggering_user_name"] == "admin"
+            panel.api.wait("the gate to wait for approval", lambda: panel.api.call(
+                "GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/approve"
+            )["state"] == "awaiting_input")  # fmt: skip
+            page.reload()
+            frame = page.frame_locator("iframe")
+            approvals = frame.locator("#approvals")
+            approvals.wait_for()
+            assert run_id in approvals.inner_text()
+            link = frame.get_by_role("link", name="answer in Airflow")
+            assert link.get_attribute("href") == (
+                f"/dags/{dag}/runs/{run_id}/tasks/approve/required_actions"
+            )
+            page.screenshot(path=str(shots / "3-waiting-for-approval.png"), full_page=True)
+            link.click()
+            page.wait_for_url(f"**/dags/{dag}/runs/**/required_actions")
+            page.get_by_text("Approve", exact=True).first.wait_for()
+            page.screenshot(path=str(shots / "4-airflow-approval-screen.png"), full_page=True)
+        finally:
+            browser.close()
+    assert panel.store.get(panel.name).phase == state.phase  # nothing moved without approval
+    with pytest.raises(ApiError):
+        panel.api.call("GET", f"/migrations/api/contracts/{panel.name}-missing")
+
+
+def _admin_password() -> str:
+    from tests.airflow_standalone import PASSWORD
+
+    return PASSWORD
+
+
+def _number(text: str) -> int:
+    return int(text.replace(",", "").strip())
+
+
+def _shots_dir(request: pytest.FixtureRequest) -> Path:
+    """Screenshots go to .local/test-output/<test> (kept after the run, for people)."""
+    from cutover.settings import LOCAL_DIR
+
+    folder = LOCAL_DIR / "test-output" / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
