@@ -17,7 +17,6 @@ from cutover.errors import TerminalError
 from cutover.phases.model import FLAGS, Phase
 from cutover.prepare.control_table import CONTROL_TABLE
 
-
 # evidence kinds kept over time as well as latest (the routing layer's figures), for 30 days
 SERIES_KINDS = ("shadow_reads", "dual_writes")
 SERIES_KEEP_SECONDS = 30 * 24 * 3600
