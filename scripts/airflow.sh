@@ -16,7 +16,7 @@ export AIRFLOW__API__PORT="${AIRFLOW__API__PORT-8080}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:${AIRFLOW__API__PORT}/execution/"
 # The same services as the CLI, also visible as Airflow connections in the UI.
 export AIRFLOW_CONN_CUTOVER_MYSQL="$CUTOVER_MYSQL_URL"
-export AIRFLOW_CONN_CUTOVER_DYNAMODB="{\"conn_type\": \"aws\", \"extra\": {\"endpoint_url\": \"${CUTOVER_DYNAMODB_ENDPOINT}\", \"region_name\": \"${AWS_DEFAULT_REGION}\"}}"
+export AIRFLOW_CONN_CUTOVER_DYNAMODB="{\"conn_type\": \"aws\", \"extra\": {${CUTOVER_DYNAMODB_ENDPOINT:+\"endpoint_url\": \"${CUTOVER_DYNAMODB_ENDPOINT}\", }\"region_name\": \"${AWS_DEFAULT_REGION}\"}}"
 .venv/bin/cutover up
 echo "Airflow UI: http://127.0.0.1:${AIRFLOW__API__PORT}  login: admin / ${PASSWORD}"
 echo "(Ctrl-C stops it; logs and metadata live in $AIRFLOW_HOME)"

@@ -43,6 +43,9 @@ for _name in (
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_SECRET",
     "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    # connections exported for `make airflow` would send DAG tasks to the user's services
+    "AIRFLOW_CONN_CUTOVER_MYSQL",
+    "AIRFLOW_CONN_CUTOVER_DYNAMODB",
 ):
     os.environ.pop(_name, None)
 

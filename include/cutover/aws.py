@@ -30,12 +30,18 @@ def _config(attempts: int | None = None) -> Config:
 
 
 def dynamodb_client(settings: Settings, attempts: int | None = None) -> Any:
-    """A DynamoDB client; against a custom endpoint without credentials, dummy ones are used
-    (DynamoDB Local accepts any). ``attempts`` bounds retries (a request path wants few)."""
+    """A DynamoDB client with the settings' credentials (an Airflow connection's key) or else
+    boto3's own; against a custom endpoint without either, dummy ones are used (DynamoDB Local
+    accepts any). ``attempts`` bounds retries (a request path wants few)."""
     kwargs: dict[str, Any] = {"region_name": settings.region, "config": _config(attempts)}
+    creds = settings.aws_credentials
+    if creds is not None:
+        kwargs["aws_access_key_id"] = creds.access_key_id
+        kwargs["aws_secret_access_key"] = creds.secret_access_key
+        kwargs["aws_session_token"] = creds.session_token
     if settings.dynamodb_endpoint:
         kwargs["endpoint_url"] = settings.dynamodb_endpoint
-        if boto3.Session().get_credentials() is None:
+        if creds is None and boto3.Session().get_credentials() is None:
             kwargs["aws_access_key_id"] = "local"
             kwargs["aws_secret_access_key"] = "local"
     return boto3.client("dynamodb", **kwargs)

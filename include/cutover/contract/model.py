@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cutover.airflow_connections import DEFAULT_DYNAMODB_CONN_ID, DEFAULT_MYSQL_CONN_ID
+
 AttrType = Literal["S", "N", "B", "SS", "NS", "BS", "M", "L", "BOOL", "NULL"]
 KEY_TYPES = ("S", "N", "B")
 TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
@@ -237,10 +239,26 @@ class GatePolicy(_Model):
     evidence_max_age_hours: float = Field(default=24, gt=0)
 
 
+CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
+
+
 class ContractOptions(_Model):
     name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,40}$")
     gate: GatePolicy = GatePolicy()
     reconcile_schedule: str = "0 2 * * *"
+    # the Airflow connections DAG tasks read (see cutover.airflow_connections)
+    mysql_conn_id: str = DEFAULT_MYSQL_CONN_ID
+    dynamodb_conn_id: str = DEFAULT_DYNAMODB_CONN_ID
+
+    @field_validator("mysql_conn_id", "dynamodb_conn_id")
+    @classmethod
+    def _airflow_conn_id(cls, value: str) -> str:
+        if not CONN_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an Airflow connection id: use letters, digits, _ . - "
+                "(e.g. cutover_mysql)"
+            )
+        return value
 
 
 # --- the contract ------------------------------------------------------------------------

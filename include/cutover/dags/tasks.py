@@ -54,10 +54,14 @@ def _context() -> dict[str, Any]:
 
 
 def _load(contract_path: str) -> tuple[Any, Any]:
+    """The contract and its Settings, from the Airflow connections the contract names (see
+    ``cutover.airflow_connections`` for the fallback to the environment)."""
+    from cutover.airflow_connections import settings_from_connections
     from cutover.contract.load import load_contract
-    from cutover.settings import Settings
 
-    return load_contract(contract_path), Settings.from_env()
+    contract = load_contract(contract_path)
+    options = contract.cutover
+    return contract, settings_from_connections(options.mysql_conn_id, options.dynamodb_conn_id)
 
 
 def _run(contract_path: str) -> Any:

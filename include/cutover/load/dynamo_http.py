@@ -58,7 +58,11 @@ class DynamoHttp:
         self.endpoint = (
             settings.dynamodb_endpoint or f"https://dynamodb.{settings.region}.amazonaws.com"
         ).rstrip("/") + "/"
-        creds = boto3.Session().get_credentials()
+        given = settings.aws_credentials
+        if given is not None:
+            creds = Credentials(given.access_key_id, given.secret_access_key, given.session_token)
+        else:
+            creds = boto3.Session().get_credentials()
         if creds is None:
             if not settings.dynamodb_endpoint:
                 raise TerminalError(
