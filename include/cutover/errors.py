@@ -38,6 +38,10 @@ class ServiceError(CutoverError):
     """A local service could not be installed, started or reached."""
 
 
+class DataDocsNotFound(TerminalError):
+    """A Data Docs page or asset was asked for that does not exist or lies outside its root."""
+
+
 class DriftError(TerminalError):
     """An existing DynamoDB table differs from what the contract describes."""
 
