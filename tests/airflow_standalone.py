@@ -83,10 +83,47 @@ def standalone(
     """Run `airflow standalone` with ``home`` as AIRFLOW_HOME and the contracts of
     ``contracts``; yields its API, logged in as admin. ``users`` adds simple-auth-manager
     users: name -> (role, password)."""
+    with _airflow(["standalone"], home, contracts, env_extra, users) as api:
+        yield api
+
+
+@contextmanager
+def api_server(
+    home: Path,
+    contracts: Path,
+    env_extra: Mapping[str, str],
+    users: Mapping[str, tuple[str, str]] | None = None,
+) -> Iterator[Api]:
+    """Only Airflow's API server (after `airflow db migrate`), e.g. with an auth manager of
+    the test's choice: `airflow standalone` always forces the simple auth manager."""
+    env = _env(home, contracts, env_extra, _accounts(home, users), free_port())
+    migrate = subprocess.run([str(_airflow_bin()), "db", "migrate"], env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    with _airflow(["api-server"], home, contracts, env_extra, users) as api:
+        yield api
+
+
+def _accounts(
+    home: Path, users: Mapping[str, tuple[str, str]] | None
+) -> dict[str, tuple[str, str]]:
     accounts = {"admin": ("admin", PASSWORD), **(users or {})}
     (home / "passwords.json").write_text(json.dumps({u: p for u, (_, p) in accounts.items()}))
-    port = free_port()
-    env = {
+    return accounts
+
+
+def _airflow_bin() -> Path:
+    return Path(sys.executable).with_name("airflow")
+
+
+def _env(
+    home: Path,
+    contracts: Path,
+    env_extra: Mapping[str, str],
+    accounts: Mapping[str, tuple[str, str]],
+    port: int,
+) -> dict[str, str]:
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -104,23 +141,36 @@ def standalone(
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "CUTOVER_CONTRACTS_DIR": str(contracts),
         # standalone starts its components as `airflow …` from PATH
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PATH": f"{_airflow_bin().parent}:{os.environ.get('PATH', '')}",
         # the tests' own modules (e.g. an auth manager a test configures) import from here
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                      os.environ.get("PYTHONPATH")])),
         **env_extra,
-    }
-    log = (home / "standalone.log").open("wb")
-    airflow_bin = Path(sys.executable).with_name("airflow")
-    proc = subprocess.Popen([str(airflow_bin), "standalone"], env=env, stdout=log,
+    }  # fmt: skip
+
+
+@contextmanager
+def _airflow(
+    command: list[str],
+    home: Path,
+    contracts: Path,
+    env_extra: Mapping[str, str],
+    users: Mapping[str, tuple[str, str]] | None,
+) -> Iterator[Api]:
+    accounts = _accounts(home, users)
+    port = free_port()
+    env = _env(home, contracts, env_extra, accounts, port)
+    log_path = home / f"{command[0]}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([str(_airflow_bin()), *command], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     api = Api(f"http://127.0.0.1:{port}")
     try:
         try:
             api.wait("the API server", lambda: api.call("GET", "/api/v2/version"))
         except AssertionError as exc:
-            tail = (home / "standalone.log").read_text(errors="replace")[-4000:]
-            raise AssertionError(f"{exc}\n--- airflow standalone log ---\n{tail}") from None
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{exc}\n--- airflow {command[0]} log ---\n{tail}") from None
         api.token = api.login("admin", PASSWORD)
         yield api
     finally:

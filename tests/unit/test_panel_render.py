@@ -11,12 +11,20 @@ import pytest
 from cutover.contract.model import GatePolicy
 from cutover.panel import charts
 from cutover.panel.app import _belongs, _templates
-from cutover.panel.overview import history, validation_summary
+from cutover.panel.overview import backfill_summary, history, validation_summary
 from cutover.phases.gate import evidence_problems
 
 pytestmark = pytest.mark.unit
 
 HOSTILE = '<img src=x onerror="alert(1)">'
+MANIFEST = {
+    "run_id": "af-manual__1", "planned_at": "2026-11-23T10:00:00+00:00",
+    "finished_at": "2026-11-23T10:00:10+00:00", "rows_extracted": 1300, "items_loaded": 1234,
+    "quarantined": 10, "quarantine_reasons": {"not_found": 6, "duplicate_key": 4},
+    "gate": {"passed": True}, "load": {"items_per_s": 150.0},
+    "partitions": [{"id": "Users-0", "load": {"items": 600, "seconds": 4.0}},
+                   {"id": "Users-1", "load": {"items": 634, "seconds": 2.0}}],
+}  # fmt: skip
 
 
 def _report_with(value: str) -> dict:
@@ -49,7 +57,8 @@ def test_untrusted_values_are_escaped_on_the_contract_page() -> None:
             "name": "shop", "error": None, "phase": {"number": 1, "name": "mysql_only"},
             "version": 0, "updated_at": None, "state": {}, "track": [],
             "next_gate": {"target": None, "allowed": False, "evidence": []},
-            "backfill": None, "validation": validation_summary(_report_with(HOSTILE)),
+            "backfill": backfill_summary(MANIFEST),
+            "validation": validation_summary(_report_with(HOSTILE)),
             "reconciliation": None, "routing": {}, "history": [],
         },
         charts={"throughput": charts.bars([(HOSTILE, 3.0)], "items/s", HOSTILE)},
@@ -58,6 +67,15 @@ def test_untrusted_values_are_escaped_on_the_contract_page() -> None:
     assert HOSTILE not in page
     assert "&lt;img src=x onerror=" in page  # shown, as text
     assert "username" in page and "USER#1" in page  # the differing key and attribute
+    assert 'id="backfill-items">1,234<' in page and 'id="backfill-rows">1,300<' in page
+    assert "not_found: 6" in page and "duplicate_key: 4" in page
+
+
+def test_the_backfill_summary_gives_duration_and_each_partitions_throughput() -> None:
+    shown = backfill_summary(MANIFEST)
+    assert shown is not None
+    assert (shown["duration_s"], shown["items_per_s"]) == (10.0, 150.0)
+    assert [p["items_per_s"] for p in shown["partitions"]] == [150.0, 317.0]
 
 
 def test_the_validation_summary_keeps_both_sides_of_a_difference() -> None:

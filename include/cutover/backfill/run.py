@@ -435,6 +435,7 @@ class BackfillRun:
         }
         plan_doc = self.staging.read_json(self.paths.of("plan.json"))
         manifest["high_water_marks"] = plan_doc["high_water_marks"]
+        manifest["planned_at"] = plan_doc.get("planned_at")
         manifest["partitions"] = [
             {
                 "id": p.id,

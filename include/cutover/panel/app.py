@@ -97,15 +97,28 @@ def _full(entry: ContractEntry) -> dict[str, Any]:
     out["paused"] = airflow_state.paused(entry.dag_ids)
     out["approvals"] = airflow_state.pending_approvals(entry.dag_id("phase_gate"))
     out["data_docs"] = (
-        f"{PREFIX}/contracts/{entry.name}/datadocs/index.html" if _docs_root().exists() else None
+        f"{PREFIX}/contracts/{entry.name}/datadocs/index.html" if _docs_root(entry.name) else None
     )
     return out
 
 
-def _docs_root() -> Path:
-    from cutover.validate.suites import gx_dir
+def _docs_root(name: str) -> Path | None:
+    """The Data Docs site the contract's last validation wrote to (GX reports its index as a
+    file:// URL), or None before any validation."""
+    import json
+    from urllib.parse import unquote, urlparse
 
-    return gx_dir() / "uncommitted" / "data_docs" / "local_site"
+    from cutover.stages import reports_dir
+
+    try:
+        report = json.loads((reports_dir() / name / "validate.json").read_text())
+    except (OSError, ValueError):
+        return None
+    url = urlparse(str(report.get("data_docs") or ""))
+    if url.scheme != "file":
+        return None
+    index = Path(unquote(url.path))
+    return index.parent if index.exists() else None
 
 
 def _templates() -> Any:
@@ -210,8 +223,11 @@ def create_app() -> FastAPI:
         access.require_read(user, entry)
         if not _belongs(entry.name, path):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{path} is not in {name}'s Data Docs")
+        root = _docs_root(entry.name)
+        if root is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} has no Data Docs yet")
         try:
-            file = datadocs.doc_file(_docs_root(), path)
+            file = datadocs.doc_file(root, path)
         except CutoverError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         if file.suffix == ".html":
@@ -223,6 +239,7 @@ def create_app() -> FastAPI:
     def docs_asset(path: str, user: User) -> Response:
         from cutover.panel import datadocs
 
+        _readable(user)  # the panel's files are for people who may read some contract
         try:
             return FileResponse(datadocs.asset_file(path))
         except CutoverError as exc:
@@ -230,6 +247,7 @@ def create_app() -> FastAPI:
 
     @app.get("/static/{name}")
     def static(name: str, user: User) -> Response:
+        _readable(user)
         if name not in STATIC:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no static file {name!r}")
         return FileResponse(HERE / "static" / name, media_type=STATIC[name])

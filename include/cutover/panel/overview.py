@@ -134,8 +134,7 @@ def backfill_summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
     if manifest is None or "unreadable" in manifest:
         return manifest
     load = manifest.get("load") or {}
-    seconds = _seconds(manifest.get("planned_at") or manifest.get("started_at"),
-                       manifest.get("finished_at"))  # fmt: skip
+    seconds = _seconds(manifest.get("planned_at"), manifest.get("finished_at"))
     items = int(manifest.get("items_loaded") or 0)
     partitions = []
     for part in manifest.get("partitions") or []:

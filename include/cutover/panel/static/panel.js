@@ -1,3 +1,18 @@
+// Links to Airflow's own screens (runs, approvals). Inside the UI the panel is an iframe
+// sandboxed without top navigation, but same-origin: move Airflow's router instead.
+function openInAirflow(href) {
+  if (window.top === window) { window.location.href = href; return; }
+  window.top.history.pushState({}, "", href);
+  window.top.dispatchEvent(new PopStateEvent("popstate"));
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-top]");
+  if (!link) return;
+  event.preventDefault();
+  openInAirflow(link.getAttribute("href"));
+});
+
 // The panel's actions: each one asks the panel's API to trigger a DAG run in Airflow.
 document.addEventListener("DOMContentLoaded", () => {
   const message = document.getElementById("message");
@@ -21,7 +36,7 @@ document.addEventListener("DOMContentLoaded", () => {
         if (!reply.ok) throw new Error(data.detail || reply.statusText);
         message.innerHTML = "";
         const link = document.createElement("a");
-        link.href = data.link; link.target = "_top"; link.textContent = data.run_id;
+        link.href = data.link; link.dataset.top = ""; link.textContent = data.run_id;
         message.append(`${data.dag_id}: run `, link, ` ${data.state}`);
         message.className = "pass";
         setTimeout(() => window.location.reload(), 4000);
