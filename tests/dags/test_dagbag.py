@@ -53,6 +53,21 @@ def test_dagbag_has_no_import_errors_and_every_contract_yields_its_dags(tmp_path
     assert load.retries == 3  # transient errors retry; terminal ones fail fast in the task
 
 
+def test_a_broken_contract_file_does_not_take_the_others_down(tmp_path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = _three_contracts(tmp_path)
+    (folder / "broken.json").write_text('{"tables": [ ')  # cut off mid-file
+    (folder / "not_an_object.json").write_text("[1, 2]")
+    os.environ["CUTOVER_CONTRACTS_DIR"] = str(folder)
+    try:
+        bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    finally:
+        del os.environ["CUTOVER_CONTRACTS_DIR"]
+    assert bag.import_errors == {}
+    assert {d.split("__")[0] for d in bag.dag_ids} == {"shop_eu", "shop_us", "shop_apac"}
+
+
 def test_the_sample_contract_yields_its_dags() -> None:
     from airflow.dag_processing.dagbag import DagBag
 

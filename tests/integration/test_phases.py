@@ -147,3 +147,35 @@ def test_the_application_client_caches_flags_for_its_ttl(store: PhaseStore) -> N
     fresh = PhaseClient(store, ttl_seconds=0)
     flags = fresh.flags("cached")
     assert (flags.databaseMode, flags.enableDualWrites) == ("dual-write", True)
+
+
+def test_the_routing_figures_are_kept_over_time_and_the_panel_charts_them(
+    store: PhaseStore, ddb: Any
+) -> None:
+    from cutover.panel.overview import routing_series
+
+    name = f"c_{uuid.uuid4().hex[:6]}"
+    for i, (rate, depth) in enumerate([(0.0, 3), (0.25, 0), (0.05, 7)]):
+        at = f"2026-11-23T10:0{i}:00+00:00"
+        shadow = {
+            "recorded_at": at,
+            "phase": 3,
+            "comparisons": 20,
+            "mismatches": int(rate * 20),
+            "mismatch_rate": rate,
+            "entities": {},
+        }
+        writes = {"recorded_at": at, "phase": 3, "writes": 10, "error_rate": 0.0,
+                  "outbox_depth": depth, "latency": {}}  # fmt: skip
+        store.record_evidence(name, "shadow_reads", shadow)
+        store.record_evidence(name, "dual_writes", writes)
+    store.record_evidence(name, "validate", {"success": True})  # not a series kind
+    series = routing_series(store, name)
+    assert [p["rate"] for p in series["shadow_reads"]] == [0.0, 0.25, 0.05]  # oldest first
+    assert [p["depth"] for p in series["outbox"]] == [3, 0, 7]
+    assert series["shadow_reads"][1]["mismatched"] == 5
+    assert store.series(name, "validate") == []
+    assert store.evidence(name)["shadow_reads"]["mismatch_rate"] == 0.05  # latest stays latest
+    ttl = ddb.describe_time_to_live(TableName=store.table)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+    assert ttl["AttributeName"] == "expires_at"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pendulum
 from airflow.sdk import DAG, Asset, Param, task
 
 from cutover.dags import tasks
+
+log = logging.getLogger("cutover.dags")
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -185,7 +188,13 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
 
 
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
+    """Every contract's DAGs. A contract file that cannot be read is logged and skipped, so
+    one broken file never takes the other contracts' DAGs down (the Migrations panel lists
+    it with its error)."""
     out: dict[str, DAG] = {}
     for path in sorted((directory or contracts_dir()).glob("*.json")):
-        out.update(build_contract_dags(path))
+        try:
+            out.update(build_contract_dags(path))
+        except Exception as exc:
+            log.error("contract %s builds no DAGs: %s", path, exc)
     return out
