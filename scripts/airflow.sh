@@ -18,6 +18,13 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:${AIRFLOW__API_
 export AIRFLOW_CONN_CUTOVER_MYSQL="$CUTOVER_MYSQL_URL"
 export AIRFLOW_CONN_CUTOVER_DYNAMODB="{\"conn_type\": \"aws\", \"extra\": {${CUTOVER_DYNAMODB_ENDPOINT:+\"endpoint_url\": \"${CUTOVER_DYNAMODB_ENDPOINT}\", }\"region_name\": \"${AWS_DEFAULT_REGION}\"}}"
 .venv/bin/cutover up
+# DAGs registered paused (by an older `make demo`'s dag.test(), or by hand) would never run on
+# their schedule nor after their Asset: resume those tagged `cutover` before the scheduler starts
+# (new ones are created unpaused). AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True keeps them.
+if [[ "${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION,,}" == "false" ]]; then
+  .venv/bin/python -m cutover.dags.local_run unpause \
+    || echo "warning: could not resume the paused cutover DAGs (see above); unpause them in the UI" >&2
+fi
 echo "Airflow UI: http://127.0.0.1:${AIRFLOW__API__PORT}  login: admin / ${PASSWORD}"
 echo "(Ctrl-C stops it; logs and metadata live in $AIRFLOW_HOME)"
 exec .venv/bin/airflow standalone

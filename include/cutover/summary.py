@@ -1,0 +1,154 @@
+"""The short summary `cutover demo` ends with, read from a contract's stage reports
+(``reports_dir() / <contract> / {prepare,backfill,validate}.json``)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+STAGES = ("prepare", "backfill", "validate")
+
+
+def read_reports(reports: Path, fresh_since: float | None = None) -> dict[str, dict[str, Any]]:
+    """The stage reports found in ``reports``, by stage; with ``fresh_since`` (a time.time()),
+    only those written since then (an older one is another run's)."""
+    out: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        path = reports / f"{stage}.json"
+        try:
+            if fresh_since is not None and path.stat().st_mtime < fresh_since:
+                continue
+            out[stage] = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items()) if v)
+
+
+def _prepare_line(report: dict[str, Any]) -> str:
+    actions = Counter(t["action"] for t in report.get("tables", []))
+    views = Counter(v["action"] for v in report.get("views", []))
+    drifts = report.get("drifts") or []
+    done = ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
+    return (
+        f"prepare:  {sum(views.values())} views, {sum(actions.values())} DynamoDB tables "
+        f"({done}), " + (f"DRIFT: {'; '.join(drifts)}" if drifts else "no drift")
+    )
+
+
+def backfill_tables(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rows, items and quarantined rows (by reason) per DynamoDB table of a backfill report.
+    Rows that share an item key are quarantined after the transform (``duplicate_key``):
+    they are the items a partition made but did not load."""
+    tables: dict[str, dict[str, Any]] = {}
+    for part in report.get("partitions", []):
+        table = part["id"].split(".", 1)[0]
+        t = tables.setdefault(table, {"rows": 0, "items": 0, "reasons": Counter()})
+        t["rows"] += (part.get("extract") or {}).get("rows", 0)
+        transform = part.get("transform") or {}
+        t["reasons"].update(transform.get("reasons") or {})
+        if (load := part.get("load")) is not None:
+            t["items"] += load.get("items", 0)
+            if dups := transform.get("items", 0) - load.get("items", 0):
+                t["reasons"]["duplicate_key"] += dups
+    for t in tables.values():
+        t["quarantined"] = sum(t["reasons"].values())
+    return tables
+
+
+def _backfill_lines(report: dict[str, Any]) -> list[str]:
+    load = report.get("load") or {}
+    gate = report.get("gate") or {}
+    verdict = "passed" if gate.get("passed") else "FAILED"
+    lines = [
+        f"backfill: {report.get('rows_extracted', 0):,} rows -> "
+        f"{report.get('items_loaded', 0):,} items in {load.get('seconds', 0):,.1f}s "
+        f"({load.get('items_per_s', 0):,.0f} items/s), {report.get('quarantined', 0):,} "
+        f"quarantined (gate allows {gate.get('max_quarantined_rows', '?')}: {verdict})"
+    ]
+    for table, t in backfill_tables(report).items():
+        why = f" ({_reasons(t['reasons'])})" if t["quarantined"] else ""
+        lines.append(
+            f"  {table:<14} {t['rows']:>8,} rows {t['items']:>8,} items "
+            f"{t['quarantined']:>5,} quarantined{why}"
+        )
+    return lines
+
+
+def _validate_lines(report: dict[str, Any]) -> list[str]:
+    tables = report.get("tables", [])
+    passed = sum(1 for t in tables if t.get("success"))
+    checks = [t.get("independent_checks") or {} for t in tables]
+    failed_checks = sum(len(c.get("failed", [])) for c in checks)
+    sample = f", sample {report['sample']:.0%}" if report.get("sample") else ""
+    lines = [
+        f"validate: parity {'PASSED' if report.get('success') else 'FAILED'} "
+        f"({passed} of {len(tables)} tables; {sum(c.get('total', 0) for c in checks)} "
+        f"independent checks, {failed_checks} failed{sample})"
+    ]
+    for t in tables:
+        state = "passed" if t.get("success") else "FAILED"
+        for i, (entity, e) in enumerate(sorted(t["parity"]["entities"].items())):
+            head = f"  {t['table']:<14} {state:<7}" if i == 0 else " " * 24
+            line = (
+                f"{head} {entity:<12} {e['matched']:>9,}/{e['expected']:,} items match "
+                f"({e['value_parity']:.2%})"
+            )
+            wrong = {k: e[k] for k in ("missing", "extra", "mismatched") if e.get(k)}
+            if wrong:
+                line += ": " + ", ".join(f"{v:,} {k}" for k, v in wrong.items())
+            lines.append(line)
+        for suite in t.get("suites", []):
+            if not suite.get("success"):
+                lines.append(
+                    f"{' ' * 24} suite {suite['suite']}: "
+                    f"{len(suite.get('failed_expectations', []))} expectation(s) failed"
+                )
+    return lines
+
+
+def demo_summary(
+    reports: Path,
+    *,
+    log_file: Path | None = None,
+    airflow_url: str = "http://127.0.0.1:8080",
+    login: tuple[str, str] = ("admin", "cutover"),
+    fresh_since: float | None = None,
+    next_step: bool = True,
+) -> list[str]:
+    """What a person reads at the end of `make demo`: per table the rows, items and
+    quarantined rows (by reason), the parity verdict with each entity's parity rate, where the
+    reports, Data Docs and log are, and the next step (`make airflow` and its panel).
+
+    With ``fresh_since``, reports older than that time are another run's and left out."""
+    found = read_reports(reports, fresh_since)
+    contract = next((r["contract"] for r in found.values() if r.get("contract")), reports.name)
+    lines = [f"== summary of contract {contract} =="]
+    if "prepare" in found:
+        lines.append(_prepare_line(found["prepare"]))
+    if "backfill" in found:
+        lines.extend(_backfill_lines(found["backfill"]))
+    if "validate" in found:
+        lines.extend(_validate_lines(found["validate"]))
+    missing = [s for s in STAGES if s not in found]
+    if missing:
+        lines.append(f"no report from this run: {', '.join(missing)}")
+    if found:
+        lines.append(f"reports:   {reports}/{{{','.join(s for s in STAGES if s in found)}}}.json")
+    if docs := found.get("validate", {}).get("data_docs"):
+        lines.append(f"data docs: {docs}")
+    if log_file is not None:
+        lines.append(f"log:       {log_file} (Airflow and Great Expectations)")
+    if not next_step:
+        return lines
+    base = airflow_url.rstrip("/")
+    lines += [
+        f"next:      make airflow, then {base} (login {login[0]} / {login[1]});",
+        f'           the "Migrations" entry of its navigation: {base}/migrations/',
+    ]
+    return lines
