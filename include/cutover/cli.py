@@ -167,47 +167,81 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Services, the sample database, then the sample contract's prepare, backfill and
-    validate DAGs run through Airflow (dag.test), not around it."""
+    validate DAGs run through Airflow (dag.test), not around it. Airflow's and Great
+    Expectations' logs go to .local/logs/demo.log; the terminal shows cutover's progress
+    lines and ends with a summary read from the stage reports."""
+    import time
+
     from cutover.contract.load import load_contract
-    from cutover.dags.local_run import run_dag
+    from cutover.dags.local_run import DagRunFailed, run_dag
     from cutover.local.services import up
+    from cutover.logs import quiet
     from cutover.sample.generator import load_sample
+    from cutover.settings import LOCAL_DIR
     from cutover.stages import reports_dir
+    from cutover.summary import STAGES, demo_summary
 
     settings = Settings.from_env()
     _print_states(up(settings))
     report = load_sample(settings, scale=args.scale)
     print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
     name = load_contract(SAMPLE_CONTRACT).name
-    for stage in ("prepare", "backfill", "validate"):
-        print(f"running DAG {name}__{stage} through Airflow ...", flush=True)
-        run_dag(f"{name}__{stage}")
-    reports = reports_dir() / name
-    backfill = json.loads((reports / "backfill.json").read_text())
-    print(
-        f"backfill: {backfill['items_loaded']:,} items, quarantined {backfill['quarantined']} "
-        f"{backfill['quarantine_reasons']}"
-    )
-    print(f"reports: {reports}/prepare.json backfill.json validate.json")
-    print(f"report: {reports / 'validate.json'}")
-    return 0
+    log_file = LOCAL_DIR / "logs" / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("")  # this run's log only
+    started = time.time()
+    failed: tuple[DagRunFailed, list[str]] | None = None
+    with quiet(log_file) as out:
+        for stage in STAGES:
+            out.say(f"running DAG {name}__{stage} through Airflow ...")
+            offset = out.offset()
+            try:
+                run_dag(f"{name}__{stage}")
+            except DagRunFailed as exc:
+                failed = exc, out.error_lines(offset)
+                break
+    print()
+    for line in demo_summary(
+        reports_dir() / name,
+        log_file=log_file,
+        airflow_url=f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT') or 8080}",
+        login=("admin", os.environ.get("CUTOVER_AIRFLOW_PASSWORD") or "cutover"),
+        fresh_since=started,
+        next_step=failed is None,
+    ):
+        print(line)
+    if failed is not None:
+        exc, error = failed
+        sys.stdout.flush()
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        for line in error:
+            print(f"  {line}", file=sys.stderr)
+        print(f"the whole log: {log_file}", file=sys.stderr)
+    return EXIT_FAILED if failed is not None else 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    """Without --resume or --new: resume the latest run when it has not finished, else start
+    a new one. A run whose contract or --partitions changed is refused (exit 2)."""
+    from cutover.backfill.run import RunRefused
     from cutover.contract.load import load_contract
     from cutover.stages import run_backfill
 
     contract = load_contract(args.contract)
-    manifest = run_backfill(
-        contract,
-        Settings.from_env(),
-        partitions=args.partitions,
-        workers=args.workers,
-        rate=args.rate,
-        rate_share=args.rate_share,
-        run_id=args.run_id,
-        fresh=args.fresh,
-    )
+    try:
+        manifest = run_backfill(
+            contract,
+            Settings.from_env(),
+            partitions=args.partitions,
+            workers=args.workers,
+            rate=args.rate,
+            rate_share=args.rate_share,
+            run_id=args.resume,
+            fresh=args.new,
+        )
+    except RunRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     for entity, count in manifest["items_per_entity"].items():
         print(f"{entity:<28} {count:>10,} items")
     load = manifest["load"]
@@ -422,6 +456,46 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        return value
+
+    return parse
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """WCUs, time, client cores and on-demand cost of a contract's load, for the rows at
+    hand and for 100 million and 1 billion rows in the same mix."""
+    from cutover.contract.load import load_contract
+    from cutover.estimate import EstimateOptions, parse_rows, run_estimate
+    from cutover.estimate.report import format_estimate
+
+    contract = load_contract(args.contract)
+    rows, default_rows = parse_rows(args.rows)
+    options = EstimateOptions(
+        rows=rows,
+        default_rows=default_rows,
+        exact=args.exact,
+        offline=args.offline,
+        sample=args.sample,
+        capacity=args.capacity,
+        on_demand=args.on_demand,
+        cores=args.cores,
+        cpu_us_per_item=args.cpu_us_per_item,
+        **({"price_per_million_wru": args.price} if args.price is not None else {}),
+    )
+    settings = None if args.offline else Settings.from_env()
+    estimate = run_estimate(contract, settings, options)
+    print(json.dumps(estimate, indent=2) if args.json else format_estimate(estimate, args.contract))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutover",
@@ -501,8 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="limit load to this share (0-1] of a provisioned table's write capacity",
     )
-    p.add_argument("--run-id", help="resume this run (default: the latest unfinished one)")
-    p.add_argument("--fresh", action="store_true", help="start a new run")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--resume",
+        "--run-id",
+        dest="resume",
+        metavar="RUN_ID",
+        help="resume this unfinished run (refused when the contract or --partitions changed "
+        "since it was planned); default: the latest run when it has not finished, else a new one",
+    )
+    which.add_argument(
+        "--new",
+        "--fresh",
+        dest="new",
+        action="store_true",
+        help="start a new run, planned anew, whatever runs exist",
+    )
 
     p = add("validate", cmd_validate, "run the parity suites; exit 1 when they fail")
     p.add_argument("contract")
@@ -548,6 +636,65 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rollback", cmd_phase, "move one phase back; no gate, a reason is required", phase_sub)
     p.add_argument("contract")
     p.add_argument("--reason", required=True)
+
+    p = add(
+        "estimate",
+        cmd_estimate,
+        "size a contract's load: WCUs, time, client cores and on-demand cost, as it is and "
+        "at 100 million and 1 billion rows",
+    )
+    p.add_argument("contract", help="path of the contract JSON")
+    p.add_argument(
+        "--rows",
+        action="append",
+        metavar="[TABLE=]N",
+        help="rows of a source table, or N for every one not named; repeatable "
+        "(default: counted in CUTOVER_MYSQL_URL)",
+    )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="COUNT(*) every source table (default: information_schema's estimate from 1M rows)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="read no MySQL: counts from --rows, item sizes guessed from the contract's types",
+    )
+    p.add_argument(
+        "--sample", type=_positive(int), default=5000, help="rows sized per source (default 5000)"
+    )
+    capacity = p.add_mutually_exclusive_group()
+    capacity.add_argument(
+        "--capacity",
+        type=_positive(float),
+        metavar="WCU",
+        help="provisioned write capacity of each table and each GSI, in WCU/s",
+    )
+    capacity.add_argument(
+        "--on-demand",
+        type=_positive(float),
+        nargs="?",
+        const=40_000.0,
+        metavar="WRU",
+        help="on-demand limit of each table and each GSI in WRU/s (default 40,000, the default "
+        "table quota; also used when the contract's tables are on-demand)",
+    )
+    p.add_argument("--cores", type=_positive(int), help="client cores (default: this machine's)")
+    p.add_argument(
+        "--cpu-us-per-item",
+        type=_positive(float),
+        metavar="US",
+        help="client CPU per item (default: `cutover bench`'s in .local/bench.json, else 52)",
+    )
+    p.add_argument(
+        "--price-per-million-wru",
+        dest="price",
+        type=_positive(float),
+        metavar="USD",
+        help="on-demand write price (default 0.625: us-east-1, standard table class)",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     p = add("bench", cmd_bench, "measure loader and extract against their reference points")
     p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200k)")

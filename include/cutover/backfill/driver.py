@@ -1,5 +1,11 @@
 """The whole backfill in one call, as `cutover backfill` runs it; the DAG runs the same
-steps as separate (mapped) tasks."""
+steps as separate (mapped) tasks.
+
+Which run: ``fresh`` (`--new`) starts a new one; ``run_id`` (`--resume RUN_ID`) resumes that
+unfinished run; neither resumes the latest run of the contract (by the time it was planned)
+when it has not finished, else starts a new one. Resuming checks that the run was planned from
+this contract (its sha256), with the same ``--partitions`` when one is given, against the same
+MySQL database and table prefix, and refuses otherwise (``RunRefused``)."""
 
 from __future__ import annotations
 
@@ -7,11 +13,48 @@ import logging
 from typing import Any
 
 from cutover.backfill.catch_up import catch_up
-from cutover.backfill.run import BackfillRun, new_run_id
+from cutover.backfill.run import BackfillRun, RunRefused, list_runs, new_run_id
 from cutover.contract.model import Contract
 from cutover.settings import Settings
 
 log = logging.getLogger("cutover.backfill")
+
+
+def choose_run(
+    contract: Contract, settings: Settings, *, run_id: str | None = None, fresh: bool = False
+) -> BackfillRun:
+    """The run a backfill works on (see the module's docstring); refuses a run that does not
+    exist or finished, and leaves an unfinished run of the Airflow DAG to the DAG."""
+    if run_id and fresh:
+        raise RunRefused("give either --resume RUN_ID or --new, not both")
+    if fresh:
+        return BackfillRun(contract, settings, new_run_id())
+    runs = list_runs(contract, settings)
+    if run_id:
+        found = next((r for r in runs if r.run_id == run_id), None)
+        if found is None:
+            known = ", ".join(r.run_id for r in runs[-5:]) or "none"
+            raise RunRefused(
+                f"contract {contract.name} has no planned run {run_id!r} in {settings.staging} "
+                f"(latest runs, oldest first: {known}); start a new run with --new"
+            )
+        if found.finished_at is not None:
+            raise RunRefused(
+                f"run {run_id} of contract {contract.name} finished at "
+                f"{found.finished_at.isoformat(timespec='seconds')}: there is nothing to resume; "
+                "start a new run with --new"
+            )
+        return BackfillRun(contract, settings, run_id)
+    latest = runs[-1] if runs else None
+    if latest is None or latest.finished:
+        return BackfillRun(contract, settings, new_run_id())
+    if latest.from_airflow:
+        raise RunRefused(
+            f"the latest run of contract {contract.name}, {latest.run_id}, belongs to a run of "
+            "the backfill DAG and has not finished: let the DAG finish it, resume it here with "
+            f"--resume {latest.run_id}, or start a new run with --new"
+        )
+    return BackfillRun(contract, settings, latest.run_id)
 
 
 def backfill(
@@ -26,9 +69,11 @@ def backfill(
     fresh: bool = False,
 ) -> dict[str, Any]:
     """Plan (or resume) a run, move every partition, check duplicates, catch up, and write
-    the run manifest. Returns the manifest."""
-    run = BackfillRun(contract, settings, run_id or (new_run_id() if fresh else None))
-    log.info("backfill %s: run %s", contract.name, run.run_id)
+    the run manifest. Returns the manifest. ``run_id`` resumes that run, ``fresh`` starts a
+    new one; see ``choose_run``."""
+    run = choose_run(contract, settings, run_id=run_id, fresh=fresh)
+    resuming = run.exists()
+    log.info("backfill %s: %s run %s", contract.name, "resuming" if resuming else "new", run.run_id)
     parts = run.plan(partitions)
     for part in parts:
         run.extract(part.id)
@@ -36,5 +81,5 @@ def backfill(
     run.check_duplicates()
     for part in parts:
         run.load(part.id, workers=workers, rate=rate, rate_share=rate_share)
-    caught = catch_up(run)
+    caught = catch_up(run, workers=workers)
     return run.finish({"catch_up": caught})

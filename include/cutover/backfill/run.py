@@ -9,12 +9,15 @@ re-writing to DynamoDB) finished partitions. The CLI and the DAG tasks call thes
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -70,6 +73,86 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+AIRFLOW_RUN_PREFIX = "af-"  # run ids the backfill DAG derives from its Airflow run id
+
+
+class RunRefused(TerminalError):
+    """A backfill run cannot be resumed as asked (its contract or settings changed, it does
+    not exist, it finished): the message names the run and says what to do instead."""
+
+
+def contract_sha256(contract: Contract) -> str:
+    """sha256 of the contract's canonical JSON (keys sorted): equal contracts, equal hash,
+    whatever the order or layout of their files."""
+    canonical = json.dumps(
+        contract.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "none")[:12]
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """``url`` without any user:password@ part (a plan records where, never secrets)."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+
+
+def _when(text: Any) -> dt.datetime | None:
+    """An ISO time of a plan or manifest as an aware UTC datetime (None when absent)."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One planned run of a contract, as its plan.json (and manifest.json) record it."""
+
+    run_id: str
+    planned_at: dt.datetime
+    finished_at: dt.datetime | None
+    contract_sha256: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def from_airflow(self) -> bool:
+        return self.run_id.startswith(AIRFLOW_RUN_PREFIX)
+
+
+def list_runs(contract: Contract, settings: Settings) -> list[RunInfo]:
+    """The planned runs of ``contract`` in the staging area, oldest first by the time they
+    were planned (``planned_at``), never by name: an Airflow run id (``af-...``) and a CLI
+    timestamp id do not sort by time as text. A folder without a plan is not a run yet."""
+    staging = Staging(settings.staging)
+    runs: list[RunInfo] = []
+    for run_id in staging.listdir(contract.name, "runs"):
+        base = (contract.name, "runs", run_id)
+        if not staging.exists(*base, "plan.json"):
+            continue
+        plan_doc = staging.read_json(*base, "plan.json")
+        planned_at = _when(plan_doc.get("planned_at"))
+        if planned_at is None:
+            continue
+        finished_at = None
+        if staging.exists(*base, "manifest.json"):
+            manifest = staging.read_json(*base, "manifest.json")
+            finished_at = _when(manifest.get("finished_at")) or planned_at
+        runs.append(RunInfo(run_id, planned_at, finished_at, plan_doc.get("contract_sha256")))
+    return sorted(runs, key=lambda r: (r.planned_at, r.run_id))
+
+
 def _write_parquet(staging: Staging, relpath: str, table: pa.Table) -> None:
     staging.makedirs(*relpath.split("/")[:-1])
     pq.write_table(table, staging.path(relpath), filesystem=staging.fs, compression="zstd")
@@ -95,28 +178,106 @@ def _rejections_table(rejections: list[Rejection]) -> pa.Table:
 
 
 class BackfillRun:
+    """One run of a contract. Without ``run_id`` it is the latest run when that one has not
+    finished, else a new run. Reading the plan of an existing run checks that it was planned
+    from this contract and these settings (``RunRefused`` otherwise)."""
+
     def __init__(self, contract: Contract, settings: Settings, run_id: str | None = None):
         self.contract = contract
         self.settings = settings
         self.staging = Staging(settings.staging)
+        self.contract_sha256 = contract_sha256(contract)
         self.run_id = run_id or self.latest_unfinished() or new_run_id()
         self.paths = RunPaths(contract.name, self.run_id)
+        self._plan_doc: dict[str, Any] | None = None
 
     # --- run bookkeeping -----------------------------------------------------------------
 
     @staticmethod
     def latest_finished(contract: Contract, settings: Settings) -> str | None:
-        staging = Staging(settings.staging)
-        for run_id in reversed(staging.listdir(contract.name, "runs")):
-            if staging.exists(contract.name, "runs", run_id, "manifest.json"):
-                return run_id
-        return None
+        """The run that finished last (by its manifest's finished_at)."""
+        finished = [r for r in list_runs(contract, settings) if r.finished_at is not None]
+        if not finished:
+            return None
+        return max(finished, key=lambda r: (r.finished_at, r.planned_at)).run_id
 
     def latest_unfinished(self) -> str | None:
-        for run_id in reversed(self.staging.listdir(self.contract.name, "runs")):
-            if not self.staging.exists(self.contract.name, "runs", run_id, "manifest.json"):
-                return run_id
+        """The latest run (by planned_at) when it has not finished; None when there is none
+        or it finished (an older unfinished run was superseded by it)."""
+        runs = list_runs(self.contract, self.settings)
+        if runs and not runs[-1].finished:
+            return runs[-1].run_id
         return None
+
+    def exists(self) -> bool:
+        return self.staging.exists(self.paths.of("plan.json"))
+
+    def plan_doc(self, *, verify: bool = True) -> dict[str, Any]:
+        """The run's plan.json, read once; ``verify`` refuses a plan made from another
+        contract or against another MySQL database or table prefix."""
+        if self._plan_doc is None:
+            doc = self.staging.read_json(self.paths.of("plan.json"))
+            if verify:
+                self._verify(doc)
+            self._plan_doc = doc
+        return self._plan_doc
+
+    def _verify(self, doc: dict[str, Any]) -> None:
+        name, run_id = self.contract.name, self.run_id
+        recorded = doc.get("contract_sha256")
+        if recorded is None:
+            raise RunRefused(
+                f"run {run_id} of contract {name} was planned by an earlier cutover that did "
+                "not record the contract's hash, so resuming it cannot be checked against this "
+                "contract; start a new run with --new"
+            )
+        if recorded != self.contract_sha256:
+            raise RunRefused(
+                f"run {run_id} of contract {name} was planned from another version of the "
+                f"contract (sha256 {_short(recorded)}, now {_short(self.contract_sha256)}): "
+                "resuming it would mix items of both; start a new run with --new"
+            )
+        planned = doc.get("settings") or {}
+        was = ((planned.get("mysql") or {}).get("database"), planned.get("table_prefix"))
+        now = (self.settings.mysql.database, self.settings.table_prefix)
+        if was != now:
+            raise RunRefused(
+                f"run {run_id} of contract {name} was planned against MySQL database "
+                f"{was[0]!r} and table prefix {was[1]!r}, these settings name {now[0]!r} and "
+                f"{now[1]!r}: resume it with the settings it was planned with, or start a new "
+                "run with --new"
+            )
+
+    def _check_partitions(self, doc: dict[str, Any], partitions: int | None) -> None:
+        """``--partitions`` cannot re-plan a run: a different count than planned is refused
+        (none given resumes with the plan's)."""
+        if partitions is None:
+            return
+        planned = (doc.get("settings") or {}).get("partitions")
+        if partitions != planned:
+            how = (
+                f"--partitions {planned}"
+                if planned is not None
+                else "the contract's partitioning (no --partitions)"
+            )
+            raise RunRefused(
+                f"run {self.run_id} of contract {self.contract.name} was planned with {how} "
+                f"into {len(doc['partitions'])} partitions, not --partitions {partitions}: "
+                "resume it without --partitions, or start a new run with --new to plan it "
+                "again"
+            )
+
+    def _planned_settings(self, partitions: int | None) -> dict[str, Any]:
+        """What the plan depends on, recorded with it; never a password."""
+        m = self.settings.mysql
+        return {
+            "partitions": partitions,
+            "mysql": {"host": m.host, "port": m.port, "user": m.user, "database": m.database},
+            "table_prefix": self.settings.table_prefix,
+            "staging": _without_userinfo(self.settings.staging),
+            "dynamodb_endpoint": _without_userinfo(self.settings.dynamodb_endpoint),
+            "region": self.settings.region,
+        }
 
     def _done(self, step: str, pid: str) -> dict[str, Any] | None:
         rel = self.paths.of("checkpoints", step, f"{pid}.json")
@@ -137,7 +298,9 @@ class BackfillRun:
         before any extraction, so every row changed after it is caught up later."""
         rel = self.paths.of("plan.json")
         if self.staging.exists(rel):
-            return [Partition.from_dict(p) for p in self.staging.read_json(rel)["partitions"]]
+            doc = self.plan_doc()
+            self._check_partitions(doc, partitions)
+            return [Partition.from_dict(p) for p in doc["partitions"]]
         conn = connect(self.settings.mysql)
         try:
             hwm: dict[str, Any] = {}
@@ -154,24 +317,22 @@ class BackfillRun:
             planned = plan(conn, self.contract, partitions)
         finally:
             conn.close()
-        self.staging.write_json(
-            {
-                "run_id": self.run_id,
-                "contract": self.contract.name,
-                "planned_at": dt.datetime.now(dt.UTC).isoformat(),
-                "high_water_marks": hwm,
-                "partitions": [p.to_dict() for p in planned],
-            },
-            rel,
-        )
+        doc = {
+            "run_id": self.run_id,
+            "contract": self.contract.name,
+            "contract_sha256": self.contract_sha256,
+            "planned_at": dt.datetime.now(dt.UTC).isoformat(),
+            "settings": self._planned_settings(partitions),
+            "high_water_marks": hwm,
+            "partitions": [p.to_dict() for p in planned],
+        }
+        self.staging.write_json(doc, rel)
+        self._plan_doc = json.loads(json.dumps(doc, default=str))  # as read back
         log.info("run %s: planned %d partitions", self.run_id, len(planned))
         return planned
 
     def partitions(self) -> list[Partition]:
-        return [
-            Partition.from_dict(p)
-            for p in self.staging.read_json(self.paths.of("plan.json"))["partitions"]
-        ]
+        return [Partition.from_dict(p) for p in self.plan_doc()["partitions"]]
 
     def partition(self, pid: str) -> Partition:
         for p in self.partitions():
@@ -325,6 +486,29 @@ class BackfillRun:
         )
         return {(r["entity_type"], r["source_pk"]) for r in table.to_pylist()}
 
+    def quarantined_keys(self, *, exclude: str | None = None) -> set[tuple[str, str, str]]:
+        """(table, entity type, source pk) of every row in the run's quarantine files (but
+        ``exclude``): a row quarantined once is not quarantined, nor counted, again."""
+        folder = self.paths.of("quarantine")
+        keys: set[tuple[str, str, str]] = set()
+        for name in self.staging.listdir(folder):
+            if name == exclude or not name.endswith(".parquet"):
+                continue
+            table = pq.read_table(
+                self.staging.path(folder, name),
+                columns=["table", "entity_type", "source_pk"],
+                filesystem=self.staging.fs,
+            )
+            keys.update(
+                zip(
+                    table.column("table").to_pylist(),
+                    table.column("entity_type").to_pylist(),
+                    table.column("source_pk").to_pylist(),
+                    strict=True,
+                )
+            )
+        return keys
+
     # --- load ----------------------------------------------------------------------------
 
     def _items(self, pid: str, skip: set[tuple[str, str]]) -> Iterator[str]:
@@ -409,6 +593,9 @@ class BackfillRun:
         dups = self._done("duplicates", "all")
         if dups:
             reasons["duplicate_key"] += dups["quarantined"]
+        caught = self._done("catch_up", "all")
+        if caught:  # rows catch-up quarantined count against the gate like the backfill's
+            reasons.update(caught.get("reasons") or {})
         quarantined = sum(reasons.values())
         gate = self.contract.cutover.gate
         return {
@@ -433,7 +620,8 @@ class BackfillRun:
             **(extra or {}),
             "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        plan_doc = self.staging.read_json(self.paths.of("plan.json"))
+        plan_doc = self.plan_doc()
+        manifest["contract_sha256"] = plan_doc.get("contract_sha256")
         manifest["high_water_marks"] = plan_doc["high_water_marks"]
         manifest["planned_at"] = plan_doc.get("planned_at")
         manifest["partitions"] = [
