@@ -3,13 +3,16 @@ layer, then comes back. Each drill stops only a server this module started itsel
 private DynamoDB Local on disk, a private MariaDB with its own data directory), never the
 machine's shared ones, and each ends in full parity after the outbox is replayed. (The log
 of committed writes cannot say what an outboxed change became: replay derives it again from
-the authoritative store, so parity with that store is the check.)
+the authoritative store, so parity with that store is the check.) Each drill has DynamoDB
+tables of its own: the drills of a module share one server, and one drill's items must not
+be the next one's starting point.
 
 The sample is cut down to about 200 users so that the on-disk DynamoDB Local (SQLite
 underneath, ~400 items/s) loads it in seconds."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -25,10 +28,15 @@ from tests.routing_checks import TrafficThread
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
 from cutover.db import connect
+from cutover.errors import TransientError
+from cutover.load.dynamo_http import DynamoHttp, Reply
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
-from cutover.routing.layer import DualDatabase
+from cutover.routing.changes import Change
+from cutover.routing.dynamo_store import DynamoStore, key_av
+from cutover.routing.layer import Breakers, DualDatabase
 from cutover.routing.replay import replay
+from cutover.routing.traffic import load_world
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
@@ -67,11 +75,19 @@ def _contract(tmp: Path) -> Any:
     return load_contract(path)
 
 
-def _start(layer: DualDatabase, store: PhaseStore, contract: Any, phase: Phase) -> None:
+def _migrated(settings: Settings, tmp: Path, phase: Phase) -> tuple[Any, Settings]:
+    """The cut-down sample backfilled into DynamoDB tables of its own (a fresh table prefix)
+    under a new contract, moved to ``phase``."""
+    _small_sample(settings)
+    settings = replace(settings, table_prefix=f"{settings.table_prefix}{uuid.uuid4().hex[:6]}_")
+    contract = _contract(tmp)
+    run_prepare(contract, settings)
+    run_backfill(contract, settings)
+    store = PhaseStore(dynamodb_client(settings), settings.table_prefix)
     state = store.get(contract.name)
     while state.phase < phase:
         state = store.move(state, Phase(state.phase + 1), actor="drill", kind="advance")
-    layer.phases.ttl = 0.5
+    return contract, settings
 
 
 def _wait(what: str, check: Any, timeout: float = 60) -> Any:
@@ -119,14 +135,9 @@ class Drill:
     outbox after a last replay, and full parity."""
 
     def __init__(self, settings: Settings, tmp: Path, phase: Phase) -> None:
-        _small_sample(settings)
-        self.settings = settings
-        self.contract = _contract(tmp)
-        run_prepare(self.contract, settings)
-        run_backfill(self.contract, settings)
-        store = PhaseStore(dynamodb_client(settings), settings.table_prefix)
-        self.layer = DualDatabase(self.contract, settings)
-        _start(self.layer, store, self.contract, phase)
+        self.contract, self.settings = _migrated(settings, tmp, phase)
+        self.layer = DualDatabase(self.contract, self.settings)
+        self.layer.phases.ttl = 0.5
         self.summary: dict[str, Any] = {}
         self._traffic = TrafficThread(self.layer, tmp / "traffic.jsonl", rate=15, threads=2,
                                       seed=5, flush_every=1000)  # fmt: skip
@@ -186,6 +197,106 @@ def test_dynamodb_down_in_phase_4_falls_back_to_mysql_and_the_breaker_closes_aga
         _wait("the breaker to close", lambda: breaker.current_state == "closed", timeout=90)
         assert drill.replay()["error"] is None
         time.sleep(2)
+
+
+class _LostAnswers:
+    """Wraps a layer's DynamoDB client: with ``lose_next``, the next TransactWriteItems is
+    sent to the real server, which applies it, and its reply is dropped as a connection
+    reset; from then on (``down``) every call fails so, as from a server that went away."""
+
+    def __init__(self, http: DynamoHttp) -> None:
+        self._post = http.post
+        self.lose_next = False
+        self.down = False
+        self.lost = 0
+        http.post = self.post  # type: ignore[method-assign]
+
+    def post(self, target: str, body: str | bytes) -> Reply:
+        if self.down:
+            raise TransientError("DynamoDB did not answer: [Errno 104] Connection reset by peer")
+        reply = self._post(target, body)
+        if target == "TransactWriteItems" and self.lose_next:
+            assert reply.status == 200, reply.body  # applied, answer and all
+            self.lose_next, self.down = False, True
+            self.lost += 1
+            raise TransientError("DynamoDB did not answer: [Errno 104] Connection reset by peer")
+        return reply
+
+
+def test_a_phase_4_transaction_whose_answer_is_lost_converges_on_replay(
+    private_dynamodb: tuple[PrivateDynamoDB, Settings], tmp_path: Path
+) -> None:
+    """DynamoDB applies a phase-4 TransactWriteItems (the item and its OUTBOX# entry) and the
+    answer is lost, so the layer takes DynamoDB for down and the write falls back to MySQL.
+    A lost answer cannot be produced on demand by stopping a real server, so it is simulated:
+    the request reaches the real DynamoDB Local, which applies it, and its reply is then
+    dropped as a connection reset (every call after it fails the same way, until DynamoDB
+    "comes back"). While DynamoDB is down the cart line that write added is removed again.
+    Replay must end with both stores on MySQL's rows: the cart line stays deleted (the stale
+    OUTBOX# put must not insert it again), an order whose answer was lost too stays, and no
+    outbox entry is left."""
+    dynamo, settings = private_dynamodb
+    contract, settings = _migrated(settings, tmp_path, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    layer = DualDatabase(contract, settings, shadow_rate=0.0, breakers=Breakers(fail_max=1000))
+    lossy = _LostAnswers(layer._http)
+    world = load_world(layer, 1)
+    user = world.shoppers[0][0].id
+    conn = connect(settings.mysql)
+    with conn.cursor() as cur:
+        cur.execute("SELECT product_id FROM shopping_carts WHERE user_id = %s", (user,))
+        in_cart = {int(r[0]) for r in cur.fetchall()}
+    product = next(p for p in world.own_products[0] if p.id not in in_cart)
+    order_id = world.base_ids["orders"]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        lossy.lose_next = True
+        line = {"id": world.base_ids["shopping_carts"], "user_id": user,
+                "product_id": product.id, "quantity": 2, "added_at": now}  # fmt: skip
+        added = layer.put("CART", line)
+        assert lossy.lost == 1 and added.outboxed == 1  # fell back to MySQL
+        layer.delete("CART", {"user_id": user, "product_id": product.id})
+        lossy.down, lossy.lose_next = False, True
+        order = [
+            Change("orders", "put", {"id": order_id}, {"user_id": user, "status": "pending",
+                   "total_amount": product.price, "shipping_address": '{"city": "Zürich"}',
+                   "created_at": now}),
+            Change("order_items", "put", {"id": world.base_ids["order_items"]},
+                   {"order_id": order_id, "product_id": product.id, "quantity": 1,
+                    "unit_price": product.price}),
+        ]  # fmt: skip
+        layer.write(order)
+        assert lossy.lost == 2
+    finally:
+        layer.close()
+    assert layer.stats.by_phase[Phase.DUAL_READ_DYNAMODB_PRIMARY].fallbacks == 3
+
+    ddb = dynamo.client()
+    users = contract.tables[0]
+
+    def item(sk: str) -> Any:
+        key = key_av(users, {"PK": f"USER#{user}", "SK": sk})
+        return ddb.get_item(TableName=settings.table_prefix + users.table, Key=key,
+                            ConsistentRead=True).get("Item")  # fmt: skip
+
+    def rows(sql: str, *params: Any) -> int:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return len(cur.fetchall())
+
+    store = DynamoStore(DynamoHttp(settings), settings.table_prefix)
+    # DynamoDB did apply both: the items and their outbox entries are there
+    assert item(f"CART#{product.id}") is not None and item(f"ORDER#{order_id}") is not None
+    assert len(store.outbox_pending(contract.name)) == 2
+    result = replay(contract, settings)
+    assert result["error"] is None and result["left"] == 0, result
+    assert store.outbox_pending(contract.name) == []
+    cart_rows = "SELECT 1 FROM shopping_carts WHERE user_id = %s AND product_id = %s"
+    assert item(f"CART#{product.id}") is None and rows(cart_rows, user, product.id) == 0
+    assert item(f"ORDER#{order_id}") is not None
+    assert rows("SELECT 1 FROM orders WHERE id = %s", order_id) == 1
+    conn.close()
+    store.http.close()
+    _assert_full_parity(contract, settings)
 
 
 # --- MySQL stops -----------------------------------------------------------------------------

@@ -79,6 +79,14 @@ class WriteResult:
 
 
 @dataclass
+class _Sent:
+    """The outbox record of a phase-4 transaction once it was sent (its outcome unknown
+    until DynamoDB answers)."""
+
+    record: str | None = None
+
+
+@dataclass
 class Breakers:
     fail_max: int = 5
     reset_timeout: float = 5.0
@@ -285,16 +293,20 @@ class DualDatabase:
         elif phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY):
             self._mysql_first(phase, changes, result)
         elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
+            sent = _Sent()
             try:
                 record = self._timed(
-                    phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True)
+                    phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True, sent)
                 )
             except StoreUnavailable:
                 # fallbackEnabled: with DynamoDB down, MySQL takes the write and its outbox
-                # keeps DynamoDB's part (nothing reached DynamoDB: the transaction is atomic)
+                # keeps DynamoDB's part. A transaction that was sent has an unknown outcome
+                # (DynamoDB may have applied it and the answer been lost): MySQL notes its
+                # outbox entry as applied, so replay removes that entry instead of applying
+                # it again, and the refreshes bring the items to MySQL's rows either way.
                 self.stats.fallback(phase)
                 result.items.clear()
-                self._mysql_first(phase, changes, result)
+                self._mysql_first(phase, changes, result, applied=sent.record)
                 return result
             self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
         else:
@@ -302,11 +314,13 @@ class DualDatabase:
             self.stats.write(phase, failed=False)
         return result
 
-    def _mysql_first(self, phase: Phase, changes: list[Change], result: WriteResult) -> None:
-        """MySQL's transaction with the outbox rows, then each item refreshed in DynamoDB."""
+    def _mysql_first(self, phase: Phase, changes: list[Change], result: WriteResult,
+                     applied: str | None = None) -> None:  # fmt: skip
+        """MySQL's transaction with the outbox rows, then each item refreshed in DynamoDB;
+        ``applied``: DynamoDB's outbox entry of the same changes, noted as applied."""
         refreshes, ids = self._timed(
             phase, MYSQL, "write",
-            lambda: self._mysql(lambda: self._mysql_apply(changes, result, True)),
+            lambda: self._mysql(lambda: self._mysql_apply(changes, result, True, applied)),
         )  # fmt: skip
         self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
 
@@ -333,7 +347,8 @@ class DualDatabase:
 
     # phases 1-3: MySQL first
 
-    def _mysql_apply(self, changes: list[Change], result: WriteResult, dual: bool) -> Any:
+    def _mysql_apply(self, changes: list[Change], result: WriteResult, dual: bool,
+                     applied: str | None = None) -> Any:  # fmt: skip
         if dual:
             self.ensure_outbox()
         with self.transaction() as cur:
@@ -341,6 +356,8 @@ class DualDatabase:
             if not dual:
                 return None
             ids = mysql_store.enqueue(cur, self.contract.name, refreshes)
+            if applied:
+                mysql_store.note_applied(cur, self.contract.name, applied)
         return refreshes, ids
 
     def _apply_all(
@@ -358,7 +375,20 @@ class DualDatabase:
                 result.keys.setdefault(change.table, []).append(key)
             if dual:
                 after = select_rows(cur, change.table, key) if change.op != "delete" else []
-                refreshes.extend(self._refreshes(cur, change, key, before, after))
+                gone = change.op == "delete"  # even a row MySQL lacked: DynamoDB may hold it
+                refreshes.extend(self._refreshes(cur, change, key, before, after, gone=gone))
+        return _unique(refreshes)
+
+    def _rederive(self, cur: Any, changes: list[Change]) -> list[Refresh]:
+        """The refreshes of changes MySQL already has, from their rows as they are now; a row
+        gone since has the item its change names deleted (unless DynamoDB holds a newer
+        version of it)."""
+        refreshes: list[Refresh] = []
+        for change in changes:
+            if change.key:
+                now = select_rows(cur, change.table, change.key)
+                refreshes.extend(self._refreshes(cur, change, dict(change.key), [], now,
+                                                 gone=True))  # fmt: skip
         return _unique(refreshes)
 
     def _assigned_key(self, cur: Any, change: Change) -> dict[str, Any]:
@@ -370,15 +400,18 @@ class DualDatabase:
 
     def _refreshes(
         self, cur: Any, change: Change, key: dict[str, Any], before: list[dict],
-        after: list[dict],
+        after: list[dict], *, gone: bool = False,
     ) -> list[Refresh]:  # fmt: skip
+        """The items ``change`` touches; with ``gone``, a row MySQL does not hold (before or
+        after) still names the item its change's own columns key, to delete."""
         version = version_number(change.values.get(self.versioned_tables.get(change.table, "")))
         out: list[Refresh] = []
         for entity in self.entities.of_table(change.table):
             before_key = None
-            if before:
+            named = before[0] if before else change.row() if gone and not after else None
+            if named is not None:
                 with suppress(RoutingError):  # a key the row alone cannot give
-                    before_key = entity.item_key(before[0])
+                    before_key = entity.item_key(named)
             source_key = {k: (after or before or [key])[0].get(k, key.get(k))
                           for k in entity.source_key}  # fmt: skip
             out.append(Refresh(entity.name, source_key, before_key, version))
@@ -473,7 +506,8 @@ class DualDatabase:
 
     # phases 4-5: DynamoDB first
 
-    def _dynamo_first(self, changes: list[Change], result: WriteResult, dual: bool) -> str | None:
+    def _dynamo_first(self, changes: list[Change], result: WriteResult, dual: bool,
+                      sent: _Sent | None = None) -> str | None:  # fmt: skip
         ops: list[dict[str, Any]] = []
         for change in changes:
             for entity in self.entities.of_table(change.table):
@@ -486,11 +520,16 @@ class DualDatabase:
             outbox = self.dynamo.outbox_item(self.contract.name, version, payload)
             record = outbox["record"]["S"]
         first = len(result.items) - len(ops)
+
+        def transact(chunk: list[dict[str, Any]], outbox: dict[str, AV] | None) -> None:
+            if sent is not None and record:
+                sent.record = record  # from here on, DynamoDB may have applied it
+            self.dynamo.transact(chunk, outbox)
+
         if ops or outbox:
             for start in range(0, max(len(ops), 1), 99):
                 chunk = ops[start : start + 99]
-                self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None:
-                               self.dynamo.transact(c, o))  # fmt: skip
+                self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None: transact(c, o))
         for entry in result.items[first:]:
             entry["at"] = time.time()
         return record
@@ -577,15 +616,23 @@ class DualDatabase:
 
     def apply_to_mysql(self, changes: list[Change], record: str | None,
                             result: WriteResult) -> None:  # fmt: skip
-        """Phase 4's second store: the row changes (guarded by version), then the items they
-        touch refreshed from MySQL, then the outbox entry removed."""
-        refreshes = self._mysql(lambda: self._apply_guarded(changes, result))
+        """Phase 4's second store: the row changes (guarded by version) with a note that MySQL
+        has outbox entry ``record``, then the items they touch refreshed from MySQL, then the
+        entry removed. An entry MySQL has already (its removal failed, or a fallback write
+        took its changes when the transaction's answer was lost) is not applied again: the
+        items its changes touch are derived from the rows as they are."""
+        refreshes = self._mysql(lambda: self._apply_guarded(changes, record, result))
         self._refresh_each(refreshes, result)
         if record:
             self._dynamodb(lambda: self.dynamo.outbox_done(self.contract.name, record))
 
-    def _apply_guarded(self, changes: list[Change], result: WriteResult) -> list[Refresh]:
+    def _apply_guarded(self, changes: list[Change], record: str | None,
+                       result: WriteResult) -> list[Refresh]:  # fmt: skip
+        if record:
+            self.ensure_outbox()
         with self.transaction() as cur:
+            if record and not mysql_store.note_applied(cur, self.contract.name, record):
+                return self._rederive(cur, changes)
             return self._apply_all(cur, changes, result, dual=True, guard=True)
 
     # --- reads ---------------------------------------------------------------------------
@@ -805,11 +852,14 @@ def _bodies(built: list[Any]) -> list[dict[str, AV]]:
 
 
 def _unique(refreshes: list[Refresh]) -> list[Refresh]:
-    seen: dict[tuple[str, str], Refresh] = {}
+    seen: dict[tuple[str, ...], Refresh] = {}
     for r in refreshes:
-        prior = seen.get(r.ident())
+        ident: tuple[str, ...] = r.ident()
+        if None in r.source_key.values():  # a row MySQL lacks: one refresh per item it names
+            ident = (*ident, json.dumps(r.before_key, sort_keys=True))
+        prior = seen.get(ident)
         if prior is None or (prior.before_key is None and r.before_key):
-            seen[r.ident()] = r
+            seen[ident] = r
     return list(seen.values())
 
 

@@ -2,7 +2,8 @@
 view SELECT (the backfill's SQL and item builder, so both paths make the same item), the
 outbox table that keeps DynamoDB changes in the same transaction as the row change, and the
 refresh of one item under a row lock so that the last put of an item is its newest
-derivation."""
+derivation. A second table notes which entries of DynamoDB's phase-4 outbox MySQL already
+has, so that replaying one is idempotent whether or not it was applied before."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from cutover.routing.entities import Entity
 from cutover.transform.items import Item, ItemBuilder, Rejection
 
 OUTBOX_TABLE = "cutover_outbox"
+APPLIED_TABLE = "cutover_outbox_applied"
 _FROM = "\x00cutover-from\x00"  # where the entity's FROM goes in a cached SELECT
 
 OUTBOX_DDL = f"""CREATE TABLE IF NOT EXISTS {q(OUTBOX_TABLE)} (
@@ -35,6 +37,16 @@ OUTBOX_DDL = f"""CREATE TABLE IF NOT EXISTS {q(OUTBOX_TABLE)} (
   last_error  TEXT NULL,
   KEY ix_outbox_pending (contract, applied_at, id),
   KEY ix_outbox_created (contract, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
+
+# One row per entry of DynamoDB's outbox (an ``OUTBOX#`` record of the control table) whose row
+# changes MySQL has, inserted in the transaction that applied them.
+APPLIED_DDL = f"""CREATE TABLE IF NOT EXISTS {q(APPLIED_TABLE)} (
+  contract    VARCHAR(128) NOT NULL,
+  record      VARCHAR(128) NOT NULL,
+  applied_at  DATETIME(6) NOT NULL,
+  PRIMARY KEY (contract, record),
+  KEY ix_outbox_applied_at (contract, applied_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
 
 
@@ -132,6 +144,19 @@ class Deriver:
 
 def ensure_outbox(cursor: Any) -> None:
     cursor.execute(OUTBOX_DDL)
+    cursor.execute(APPLIED_DDL)
+
+
+def note_applied(cursor: Any, contract: str, record: str) -> bool:
+    """Note, in the caller's transaction, that MySQL has the row changes of DynamoDB's outbox
+    entry ``record``; False when that was noted before (the changes are not to be applied
+    again)."""
+    cursor.execute(
+        f"INSERT IGNORE INTO {q(APPLIED_TABLE)} (contract, record, applied_at) "
+        "VALUES (%s, %s, UTC_TIMESTAMP(6))",
+        (contract, record),
+    )
+    return int(cursor.rowcount) == 1
 
 
 def outbox_exists(cursor: Any) -> bool:
@@ -214,7 +239,13 @@ def prune(cursor: Any, contract: str, older_than_days: int) -> int:
         "AND applied_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY",
         (contract, older_than_days),
     )
-    return int(cursor.rowcount)
+    pruned = int(cursor.rowcount)
+    cursor.execute(
+        f"DELETE FROM {q(APPLIED_TABLE)} WHERE contract = %s "
+        "AND applied_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY",
+        (contract, older_than_days),
+    )
+    return pruned + int(cursor.rowcount)
 
 
 def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:

@@ -4,7 +4,10 @@
   DynamoDB outbox (phase 4: row changes to apply to MySQL), oldest first. Each entry is
   idempotent: an item is re-derived from its row under the row's lock and put only where
   DynamoDB does not hold a newer version; a row change is applied only where MySQL does not
-  hold a newer one. An entry that fails stays, and so do the ones after it.
+  hold a newer one, and a DynamoDB entry MySQL already has (noted in
+  ``cutover_outbox_applied`` by the transaction that applied it: a removal that failed, or a
+  fallback write after a transaction whose answer was lost) is not applied again, its items
+  only derived anew. An entry that fails stays, and so do the ones after it.
 * ``converge_since``: every change the application made since a backfill started, applied
   again over the backfill's snapshot, so that the snapshot neither brings back an item the
   application deleted nor leaves an older copy over a newer one.
