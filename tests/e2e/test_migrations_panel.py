@@ -250,7 +250,8 @@ def test_a_person_opens_migrations_and_requests_an_advance(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
             page.goto(panel.url("/auth/login"))
             page.get_by_label("Username").fill("admin")
             page.get_by_label("Password").fill(_admin_password())
@@ -302,6 +303,14 @@ def test_a_person_opens_migrations_and_requests_an_advance(
             page.wait_for_url(lambda url: url.endswith("/tasks/approve/required_actions"))
             page.get_by_text("Approve", exact=True).first.wait_for()
             page.screenshot(path=str(shots / "4-airflow-approval-screen.png"), full_page=True)
+
+            # The Data Docs, with the same session, every outside host blocked: the list of
+            # validation results renders from local assets.
+            docs = context.new_page()
+            docs.route(lambda url: not url.startswith(panel.api.base), lambda r: r.abort())
+            docs.goto(panel.url(f"/migrations/contracts/{panel.name}/datadocs/index.html"))
+            docs.get_by_text(f"{panel.name}.Users.parity").first.wait_for()
+            docs.screenshot(path=str(shots / "5-data-docs-offline.png"), full_page=True)
         finally:
             browser.close()
     assert panel.store.get(panel.name).phase == state.phase  # nothing moved without approval
