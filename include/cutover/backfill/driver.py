@@ -19,6 +19,10 @@ from cutover.settings import Settings
 
 log = logging.getLogger("cutover.backfill")
 
+# partitions `cutover backfill` loads at once: it loads them one after another, so each load
+# writes at the run's whole rate (the DAG loads up to its LOAD_CONCURRENCY at once)
+CLI_LOAD_CONCURRENCY = 1
+
 
 def choose_run(
     contract: Contract, settings: Settings, *, run_id: str | None = None, fresh: bool = False
@@ -70,16 +74,18 @@ def backfill(
 ) -> dict[str, Any]:
     """Plan (or resume) a run, move every partition, check duplicates, catch up, and write
     the run manifest. Returns the manifest. ``run_id`` resumes that run, ``fresh`` starts a
-    new one; see ``choose_run``."""
+    new one; see ``choose_run``. ``rate`` (items/s) and ``rate_share`` (of each table's write
+    capacity) are the whole run's, recorded in its plan; resuming without them keeps the
+    plan's."""
     run = choose_run(contract, settings, run_id=run_id, fresh=fresh)
     resuming = run.exists()
     log.info("backfill %s: %s run %s", contract.name, "resuming" if resuming else "new", run.run_id)
-    parts = run.plan(partitions)
+    parts = run.plan(partitions, rate=rate, rate_share=rate_share, concurrency=CLI_LOAD_CONCURRENCY)
     for part in parts:
         run.extract(part.id)
         run.transform(part.id)
     run.check_duplicates()
-    for part in parts:
-        run.load(part.id, workers=workers, rate=rate, rate_share=rate_share)
+    for part in parts:  # one at a time: each at the whole rate the plan records
+        run.load(part.id, workers=workers)
     caught = catch_up(run, workers=workers)
     return run.finish({"catch_up": caught})

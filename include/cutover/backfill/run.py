@@ -32,6 +32,7 @@ from cutover.extract.staging import Staging
 from cutover.extract.stream import read_batches, select_list, stream_to_parquet
 from cutover.load.batch_writer import BatchWriter, LoadStats
 from cutover.load.dynamo_http import DynamoHttp
+from cutover.load.rate_limit import RunRate, WriteCapacity, WriteCost, share_items_per_s
 from cutover.progress import Progress
 from cutover.settings import Settings
 from cutover.transform.items import Item, ItemBuilder, Rejection
@@ -293,13 +294,28 @@ class BackfillRun:
 
     # --- plan ----------------------------------------------------------------------------
 
-    def plan(self, partitions: int | None = None) -> list[Partition]:
+    def plan(
+        self,
+        partitions: int | None = None,
+        *,
+        rate: float | None = None,
+        rate_share: float | None = None,
+        concurrency: int = 1,
+    ) -> list[Partition]:
         """Partition every table and record each source's version high-water mark. Taken
-        before any extraction, so every row changed after it is caught up later."""
+        before any extraction, so every row changed after it is caught up later.
+
+        The plan also records the run's rate (``rate`` items/s, ``rate_share`` of each
+        table's write capacity) and ``concurrency``, how many partitions may load at once
+        (capped at the number of partitions): every load divides the rate by it (see
+        ``cutover.load.rate_limit``). Resuming a planned run keeps its recorded rate unless
+        one is given, and records the resumer's concurrency."""
+        RunRate(rate, rate_share, concurrency)  # bad values refused before any work
         rel = self.paths.of("plan.json")
         if self.staging.exists(rel):
             doc = self.plan_doc()
             self._check_partitions(doc, partitions)
+            self._record_rate(doc, rate, rate_share, concurrency)
             return [Partition.from_dict(p) for p in doc["partitions"]]
         conn = connect(self.settings.mysql)
         try:
@@ -325,11 +341,38 @@ class BackfillRun:
             "settings": self._planned_settings(partitions),
             "high_water_marks": hwm,
             "partitions": [p.to_dict() for p in planned],
+            "rate": RunRate(rate, rate_share, max(1, min(concurrency, len(planned)))).to_dict(),
         }
         self.staging.write_json(doc, rel)
         self._plan_doc = json.loads(json.dumps(doc, default=str))  # as read back
         log.info("run %s: planned %d partitions", self.run_id, len(planned))
         return planned
+
+    def _record_rate(
+        self,
+        doc: dict[str, Any],
+        rate: float | None,
+        rate_share: float | None,
+        concurrency: int,
+    ) -> None:
+        """On resume: the rate given replaces the recorded one (none given keeps it), and the
+        concurrency is the resumer's (the CLI loads one partition at a time, the DAG up to
+        its load concurrency); plan.json is rewritten when either changed."""
+        was = RunRate.from_dict(doc.get("rate"))
+        now = RunRate(
+            was.items_per_s if rate is None else rate,
+            was.share if rate_share is None else rate_share,
+            max(1, min(concurrency, len(doc["partitions"]))),
+        )
+        if now == was and "rate" in doc:
+            return
+        doc["rate"] = now.to_dict()
+        self.staging.write_json(doc, self.paths.of("plan.json"))
+        log.info("run %s: rate %s (was %s)", self.run_id, now.to_dict(), was.to_dict())
+
+    def run_rate(self) -> RunRate:
+        """The run's rate as its plan records it (no limit for a plan that records none)."""
+        return RunRate.from_dict(self.plan_doc().get("rate"))
 
     def partitions(self) -> list[Partition]:
         return [Partition.from_dict(p) for p in self.plan_doc()["partitions"]]
@@ -525,27 +568,55 @@ class BackfillRun:
                 if (entity, source_pk) not in skip:
                     yield body
 
-    def capacity_rate(self, table: str, share: float) -> float:
-        """Items/s that use ``share`` of a provisioned table's write capacity (1 WCU writes
-        one item of up to 1 KB per second)."""
+    def capacity_rate(self, table: str, share: float, cost: WriteCost | None = None) -> float:
+        """Items/s that use ``share`` of DynamoDB table ``table``'s write capacity and of each
+        of its GSIs' (provisioned WCU/s, or the on-demand maximum), an item costing ``cost``
+        write units (default: one, in the table only)."""
         from cutover.aws import dynamodb_client
 
         described = dynamodb_client(self.settings).describe_table(TableName=table)["Table"]
-        wcu = described.get("ProvisionedThroughput", {}).get("WriteCapacityUnits", 0)
-        if not wcu:
-            raise TerminalError(
-                f"table {table} is on-demand: a share of its capacity means nothing; "
-                "limit the load with --rate ITEMS_PER_S instead"
-            )
-        return float(wcu) * share
+        return share_items_per_s(
+            WriteCapacity.of_description(described), cost or WriteCost(), share
+        )
 
-    def load(
-        self,
-        pid: str,
-        workers: int = 4,
-        rate: float | None = None,
-        rate_share: float | None = None,
-    ) -> dict[str, Any]:
+    def write_cost(self, table: str, sample: int = 2_000) -> WriteCost:
+        """Mean write units of an item of contract table ``table`` and of its GSI entries, from
+        up to ``sample`` of its transformed items, taken evenly from its partitions in order:
+        the same sample, and so the same figure, for every load of the run."""
+        parts = [p for p in self.partitions() if p.table == table]
+        per_part = max(1, sample // max(1, len(parts)))
+        items: list[dict[str, Any]] = []
+        for part in parts:
+            rel = self.paths.of("items", f"{part.id}.parquet")
+            if not self.staging.exists(rel):
+                continue
+            batches = read_batches(self.staging, rel, per_part)
+            try:
+                first = next(batches, None)
+            finally:
+                batches.close()
+            if first is not None:
+                items.extend(json.loads(body) for body in first.column("body").to_pylist())
+        return WriteCost.of_items(self.table(table), items)
+
+    def partition_rate(self, part: Partition) -> float | None:
+        """Items/s the load of ``part`` may write (None: no limit): the run's rate divided
+        among the partitions that load at once, as the plan records them. A static split:
+        when one partition finishes early the others keep their rate, so the run stays at or
+        under its rate."""
+        rate = self.run_rate()
+        if rate.share is None:
+            return rate.per_partition()
+        table_rate = self.capacity_rate(
+            self.settings.table_prefix + part.table, rate.share, self.write_cost(part.table)
+        )
+        same_table = sum(1 for p in self.partitions() if p.table == part.table)
+        return rate.per_partition(table_rate, same_table)
+
+    def load(self, pid: str, workers: int = 4) -> dict[str, Any]:
+        """Load one partition at its share of the run's rate (``partition_rate``), which
+        every load reads from the plan, so loads in other processes or on other Airflow
+        workers agree on it."""
         if done := self._done("load", pid):
             return done
         if not self._done("duplicates", "all"):
@@ -556,8 +627,9 @@ class BackfillRun:
         transformed = self._done("transform", pid) or self.transform(pid)
         skip = self._duplicate_source_pks()
         table_name = self.settings.table_prefix + part.table
-        if rate_share:
-            rate = self.capacity_rate(table_name, rate_share)
+        rate = self.partition_rate(part)
+        if rate is not None:
+            log.info("run %s: load %s at %.1f items/s", self.run_id, pid, rate)
         progress = Progress(f"load {pid}", transformed["items"], unit="items")
         http = DynamoHttp(self.settings)
         try:
@@ -572,7 +644,9 @@ class BackfillRun:
         finally:
             http.close()
         progress.done(stats.items)
-        return self._mark("load", pid, {"table": table_name, **stats.to_dict()})
+        limit = None if rate is None else round(rate, 3)
+        return self._mark("load", pid, {"table": table_name, "rate_limit": limit,
+                                        **stats.to_dict()})  # fmt: skip
 
     # --- whole run -----------------------------------------------------------------------
 

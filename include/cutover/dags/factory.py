@@ -26,6 +26,10 @@ DEFAULT_ARGS = {
     "max_retry_delay": pendulum.duration(minutes=10),
 }
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
+# mapped load tasks of the backfill DAG that run at once (max_active_tis_per_dag; the DAG
+# runs one run at a time): the plan divides the run's rate by min(this, partitions), so the
+# loads together write at most the rate, and less when fewer of them get a worker slot
+LOAD_CONCURRENCY = 4
 PHASES = ["dual_write", "dual_read_mysql_primary", "dual_read_dynamodb_primary", "dynamodb_only"]
 
 
@@ -87,16 +91,21 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
             "Backfill",
             "Plan partitions, then extract, transform and load "
             "each as a mapped task, check duplicate keys, catch up, and publish the backfill "
-            "Asset.",
+            "Asset. `rate` (items/s) and `rate_share` (of each table's write capacity, "
+            "counting item sizes and GSI writes) limit the whole run: the plan records them "
+            f"and every load writes at the rate divided by min(partitions, {LOAD_CONCURRENCY}), "
+            "the load tasks that run at once.",
             path,
         ),
         schedule=None,
         params={
             "partitions": Param(None, type=["null", "integer"], minimum=1),
             "workers": Param(4, type="integer", minimum=1),
+            "rate": Param(None, type=["null", "number"], exclusiveMinimum=0),
+            "rate_share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
         },
     ):
-        plan = task(task_id="plan")(tasks.plan)(contract)
+        plan = task(task_id="plan")(tasks.plan)(contract, load_concurrency=LOAD_CONCURRENCY)
         extracted = (
             task(task_id="extract")(tasks.extract).partial(contract=contract).expand(partition=plan)
         )
@@ -108,7 +117,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         dups = task(task_id="check_duplicates")(tasks.check_duplicates)(contract)
         transformed >> dups
         loaded = (
-            task(task_id="load")(tasks.load)
+            task(task_id="load", max_active_tis_per_dag=LOAD_CONCURRENCY)(tasks.load)
             .partial(contract=contract)
             .expand(partition=transformed)
         )

@@ -91,9 +91,17 @@ def prepare(contract_path: str) -> dict[str, Any]:
 
 
 @terminal_fails_fast
-def plan(contract_path: str) -> list[str]:
+def plan(contract_path: str, load_concurrency: int = 1) -> list[str]:
+    """Plan the run, recording its rate params and how many load tasks run at once."""
+    params = _context()["params"]
     run = _run(contract_path)
-    return [p.id for p in run.plan(_context()["params"].get("partitions"))]
+    planned = run.plan(
+        params.get("partitions"),
+        rate=params.get("rate"),
+        rate_share=params.get("rate_share"),
+        concurrency=load_concurrency,
+    )
+    return [p.id for p in planned]
 
 
 @terminal_fails_fast
@@ -115,6 +123,8 @@ def check_duplicates(contract_path: str) -> dict[str, Any]:
 
 @terminal_fails_fast
 def load(contract: str, partition: str) -> dict[str, Any]:
+    """Load one partition; its rate is the plan's (never this task's params), so every
+    mapped load agrees on it."""
     workers = int(_context()["params"].get("workers") or 4)
     return _run(contract).load(partition, workers=workers)
 

@@ -1,0 +1,138 @@
+"""One rate for the whole run, measured: four partitions load side by side (as the DAG's
+mapped load tasks do, each with its own BackfillRun and two writer threads) into DynamoDB
+Local, and the items they write per second of the load phase, from their own stats, stay
+within 10% of the run's rate, given as items/s or as a share of a provisioned table's write
+capacity whose items take 2 WCUs each and 1 in a GSI. A check of the limiter's arithmetic,
+not of speed: DynamoDB Local does not throttle."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.backfill.run import BackfillRun, new_run_id
+from cutover.contract.load import load_contract
+from cutover.contract.model import Contract
+from cutover.db import connect, query
+from cutover.load.rate_limit import RunRate, WriteCost
+from cutover.prepare import prepare
+from cutover.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ROWS = 2_400  # 4 partitions of 600 items: 6 s at 100 items/s each
+PARTITIONS = 4
+TARGET = 400.0
+NAME_BYTES = 1_200  # an item of about 1.2 KB: 2 WCUs; its KEYS_ONLY GSI entry 1
+CONTRACT_DOC: dict[str, Any] = {
+    "cutover": {"name": "rated"},
+    "tables": [
+        {
+            "table": "Rated",
+            "type": "single-entity",
+            "source_table": "rated",
+            "pk": "code",
+            "gsis": [{"index_name": "by_shelf", "pk": "shelf", "projection": "KEYS_ONLY"}],
+            "attributes": [
+                {"name": name, "type": kind, "source_table": "rated", "source_column": name}
+                for name, kind in (("code", "S"), ("id", "N"), ("shelf", "S"), ("name", "S"))
+            ],
+            # the GSI gets the table's capacity: at a share of 0.25 the table takes
+            # 0.25 x 3200 / 2 = 400 items/s, the GSI 0.25 x 3200 / 1 = 800: 400 items/s
+            "cutover": {"billing_mode": "PROVISIONED", "write_capacity": 3200},
+        }
+    ],
+}
+
+
+@dataclass
+class World:
+    contract: Contract
+    settings: Settings
+
+
+@pytest.fixture
+def world(
+    scratch_db: Settings, ddb: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    """``rated`` (ROWS rows of about 1.2 KB) in a scratch database, prepared into a
+    provisioned DynamoDB table with a GSI, under a table prefix of its own."""
+    settings = replace(
+        scratch_db,
+        staging=(tmp_path / "staging").as_uri(),
+        table_prefix=f"{scratch_db.table_prefix}{request.node.name[-10:].strip('_[]')}_",
+    )
+    conn = connect(settings.mysql)
+    try:
+        query(conn, "CREATE TABLE rated (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, "
+                    "shelf VARCHAR(8) NOT NULL, name VARCHAR(2000) NOT NULL)")  # fmt: skip
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO rated VALUES (%s, %s, %s, %s)",
+                [(i, f"R{i:05d}", f"S{i % 7}", "n" * NAME_BYTES) for i in range(1, ROWS + 1)],
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    path = tmp_path / "rated.json"
+    path.write_text(json.dumps(CONTRACT_DOC))
+    contract = load_contract(path)
+    prepare(contract, settings)
+    yield World(contract, settings)
+    for name in ddb.list_tables()["TableNames"]:
+        if name.startswith(settings.table_prefix):
+            ddb.delete_table(TableName=name)
+
+
+def _load_in_parallel(world: World, **rate: Any) -> tuple[BackfillRun, list[dict[str, Any]], float]:
+    """Plan a run with ``rate`` for PARTITIONS loads at once, extract and transform it, then
+    load every partition at once, each in a BackfillRun of its own (as a mapped task has).
+    Returns the run, the loads' records and the aggregate items/s over the load phase."""
+    run = BackfillRun(world.contract, world.settings, new_run_id())
+    parts = run.plan(PARTITIONS, concurrency=PARTITIONS, **rate)
+    assert len(parts) == PARTITIONS
+    for part in parts:
+        run.transform(part.id)
+    run.check_duplicates()
+    start = threading.Barrier(PARTITIONS)
+
+    def load(pid: str) -> dict[str, Any]:
+        own = BackfillRun(world.contract, world.settings, run.run_id)
+        own.partition(pid)  # the plan read before the race starts
+        start.wait()
+        return own.load(pid, workers=2)
+
+    with ThreadPoolExecutor(PARTITIONS) as pool:
+        records = list(pool.map(load, [p.id for p in parts]))
+    items = sum(r["items"] for r in records)
+    assert items == ROWS
+    # the load phase: all four start together, so it lasts as long as the longest load
+    return run, records, items / max(r["seconds"] for r in records)
+
+
+def _report(what: str, aggregate: float, records: list[dict[str, Any]]) -> None:
+    per_partition = [r["items_per_s"] for r in records]
+    print(f"{what}: target {TARGET:.0f}, aggregate {aggregate:.1f} items/s, {per_partition}")
+
+
+def test_four_partitions_at_once_keep_the_runs_item_rate(world: World) -> None:
+    _, records, aggregate = _load_in_parallel(world, rate=TARGET)
+    assert [r["rate_limit"] for r in records] == [TARGET / PARTITIONS] * PARTITIONS
+    _report(f"rate {TARGET:.0f} items/s", aggregate, records)
+    assert abs(aggregate - TARGET) <= 0.1 * TARGET
+
+
+def test_four_partitions_at_once_keep_the_runs_share_of_capacity(world: World) -> None:
+    run, records, aggregate = _load_in_parallel(world, rate_share=0.25)
+    assert run.run_rate() == RunRate(None, 0.25, PARTITIONS)
+    assert run.write_cost("Rated") == WriteCost(2.0, {"by_shelf": 1.0})
+    assert [r["rate_limit"] for r in records] == [TARGET / PARTITIONS] * PARTITIONS
+    _report("share 0.25 of 3200 WCU, 2 WCU an item", aggregate, records)
+    assert abs(aggregate - TARGET) <= 0.1 * TARGET
