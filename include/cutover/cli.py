@@ -569,11 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contract", help="path of the contract JSON")
     p.add_argument("--partitions", type=int, help="partitions per source (default: contract)")
     p.add_argument("--workers", type=int, default=4, help="parallel load workers (default 4)")
-    p.add_argument("--rate", type=float, help="limit load to this many items/s")
+    p.add_argument("--rate", type=float, help="limit the whole run to this many items/s")
     p.add_argument(
         "--rate-share",
         type=float,
-        help="limit load to this share (0-1] of a provisioned table's write capacity",
+        help="limit the whole run to this share (0-1] of each table's (and GSI's) write "
+        "capacity: provisioned WCU, or an on-demand table's maximum write rate",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
