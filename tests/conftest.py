@@ -34,6 +34,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # Reports and the GX context (Data Docs) of test runs stay out of the user's .local too.
 os.environ["CUTOVER_REPORTS_DIR"] = str(AIRFLOW_HOME / "reports")
 os.environ["CUTOVER_GX_DIR"] = str(AIRFLOW_HOME / "gx")
+# Staged Parquet, checkpoints and quarantine files too (the user's are in .local/staging).
+os.environ["CUTOVER_STAGING"] = (AIRFLOW_HOME / "staging").as_uri()
 # Generated suites of test contracts too: the project's expectations/ holds people's suites.
 os.environ["CUTOVER_EXPECTATIONS_DIR"] = str(AIRFLOW_HOME / "expectations")
 # Settings that would send Airflow's state somewhere else than AIRFLOW_HOME.
