@@ -281,7 +281,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"json: {args.json}")
-    return 0
+    return EXIT_FAILED if result.get("failed") else 0
 
 
 def _print_validation(report: dict) -> None:

@@ -30,6 +30,7 @@ from cutover.aws import dynamodb_client
 from cutover.bench.routing import format_routing, run_routing_bench
 from cutover.bench.synthetic import bench_contract, build_source
 from cutover.contract.views import view_name
+from cutover.errors import CutoverError
 from cutover.extract.staging import Staging
 from cutover.extract.stream import read_batches, stream_to_parquet, view_query
 from cutover.load.batch_writer import BATCH_ITEMS, BatchWriter, batch_body
@@ -193,9 +194,15 @@ def _plain(av: dict[str, Any]) -> Any:
 # --- backfill memory -----------------------------------------------------------------------
 
 
+class StageFailed(CutoverError):
+    """A stage the bench runs in a child process did not succeed: the bench fails and prints
+    no figure for it."""
+
+
 def _child_peak_rss(settings: Settings, args: list[str]) -> tuple[float, float]:
     """Runs `cutover ARGS` on the bench contract in a child process; returns its peak RSS in
-    MiB and its wall seconds (ru_maxrss of children is the largest child so far)."""
+    MiB and its wall seconds (ru_maxrss of children is the largest child so far). Raises
+    StageFailed, with the end of the child's error output, unless it exits 0."""
     with tempfile.TemporaryDirectory() as tmp:
         contract_path = os.path.join(tmp, "bench.json")
         with open(contract_path, "w") as out:
@@ -207,19 +214,38 @@ def _child_peak_rss(settings: Settings, args: list[str]) -> tuple[float, float]:
             "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
             "CUTOVER_TABLE_PREFIX": settings.table_prefix,
         }
+        errors_path = os.path.join(tmp, "stderr.txt")
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cutover.cli", args[0], contract_path, *args[1:]],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            # posix_spawn, not fork: a forked child's ru_maxrss would count this process's pages
-            close_fds=False,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
+        with open(errors_path, "wb") as errors:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cutover.cli", args[0], contract_path, *args[1:]],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                # posix_spawn, not fork: a forked child's ru_maxrss would count this process's
+                # pages
+                close_fds=False,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) not in (0, 1):
-            raise RuntimeError(f"cutover {args[0]} failed in the benchmark")
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            with open(errors_path, errors="replace") as errors:
+                tail = [line.strip() for line in errors.read().splitlines() if line.strip()]
+            raise StageFailed(
+                f"cutover {args[0]} exited {code} after {seconds:.0f} s: "
+                + (" | ".join(tail[-3:]) or "no error output")
+            )
     return usage.ru_maxrss / 1024, seconds
+
+
+def _stage(out: dict[str, Any], name: str, run: Callable[[], dict[str, Any]]) -> None:
+    """Adds ``run()``'s figures to ``out``; a failed stage adds none, only its failure."""
+    try:
+        out.update(run())
+    except StageFailed as exc:
+        log.error("%s failed: %s", name, exc)
+        out.setdefault("failed", {})[name] = str(exc)
 
 
 def plain_scan_seconds(settings: Settings, client: Any, table: str, view: str) -> float:
@@ -292,18 +318,24 @@ def run_memory_bench(settings: Settings, rows: int, workers: int = 6) -> dict[st
     _fresh_table(client, name)
     prepare(contract, bench_settings)
     out: dict[str, Any] = {"rows": rows, "workers": workers}
-    peak, seconds = _child_peak_rss(
-        bench_settings, ["backfill", "--workers", str(workers), "--fresh"]
-    )
-    out.update(
-        backfill_peak_rss_mib=peak, backfill_seconds=seconds, backfill_rows_per_s=rows / seconds
-    )
-    peak, seconds = _child_peak_rss(bench_settings, ["validate"])
-    out.update(
-        validate_peak_rss_mib=peak, validate_seconds=seconds, parity_rows_per_s=rows / seconds
-    )
+
+    def backfill() -> dict[str, Any]:
+        peak, seconds = _child_peak_rss(
+            bench_settings, ["backfill", "--workers", str(workers), "--new"]
+        )
+        return {"backfill_peak_rss_mib": peak, "backfill_seconds": seconds,
+                "backfill_rows_per_s": rows / seconds}  # fmt: skip
+
+    def validate() -> dict[str, Any]:
+        peak, seconds = _child_peak_rss(bench_settings, ["validate"])
+        return {"validate_peak_rss_mib": peak, "validate_seconds": seconds,
+                "parity_rows_per_s": rows / seconds}  # fmt: skip
+
+    _stage(out, "backfill", backfill)
+    if "failed" not in out:  # nothing loaded: a validation would only measure the failure
+        _stage(out, "validate", validate)
     client.delete_table(TableName=name)
-    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}
+    return _rounded(out)
 
 
 def run_bench(
@@ -379,22 +411,33 @@ def run_bench(
     log.info("parity: cutover validate against a plain full scan of both sides")
     plain = plain_scan_seconds(bench_settings, client, name, view)
     out["plain_scan_rows_per_s"] = rows / plain
-    peak, seconds = _child_peak_rss(bench_settings, ["validate"])
-    out["parity_rows_per_s"] = rows / seconds
-    out["parity_vs_plain_scan"] = out["parity_rows_per_s"] / out["plain_scan_rows_per_s"]
-    out["validate_peak_rss_mib"] = peak
-    if backfill:
-        log.info("backfill: peak memory of a whole run in a child process")
+
+    def validate() -> dict[str, Any]:
+        peak, seconds = _child_peak_rss(bench_settings, ["validate"])
+        parity = rows / seconds
+        return {"parity_rows_per_s": parity,
+                "parity_vs_plain_scan": parity / out["plain_scan_rows_per_s"],
+                "validate_peak_rss_mib": peak}  # fmt: skip
+
+    def whole_backfill() -> dict[str, Any]:
         _fresh_table(client, name)
         peak, seconds = _child_peak_rss(
-            bench_settings, ["backfill", "--workers", str(workers), "--fresh"]
+            bench_settings, ["backfill", "--workers", str(workers), "--new"]
         )
-        out["backfill_peak_rss_mib"] = peak
-        out["backfill_seconds"] = seconds
+        return {"backfill_peak_rss_mib": peak, "backfill_seconds": seconds}
+
+    _stage(out, "validate", validate)
+    if backfill:
+        log.info("backfill: peak memory of a whole run in a child process")
+        _stage(out, "backfill", whole_backfill)
     client.delete_table(TableName=name)
     if routing_requests:
         log.info("routing: the dual-database layer against straight MySQL calls")
         out["routing"] = run_routing_bench(settings, routing_requests, workers=workers)
+    return _rounded(out)
+
+
+def _rounded(out: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -421,6 +464,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append("")
     if "routing" in result:
         lines += [format_routing(result["routing"]), ""]
+    for stage, why in (result.get("failed") or {}).items():
+        lines.append(f"FAILED {stage}: {why}")
     for key, op, target in TARGETS:
         if key in result:
             ok = result[key] >= target if op == ">=" else result[key] <= target
