@@ -5,7 +5,7 @@ VENV  := .venv/bin
 # the data of `make demo` on 8000.
 TEST_ENV := CUTOVER_DYNAMODB_ENDPOINT=http://127.0.0.1:8001 CUTOVER_MYSQL_URL=mysql://root@127.0.0.1:3306/shop
 
-.PHONY: setup up down status demo test lint bench airflow cluster cluster-down
+.PHONY: setup up down status demo test lint bench airflow
 
 setup:
 	@bash scripts/setup.sh
@@ -34,10 +34,3 @@ bench: setup
 
 airflow: setup
 	@bash scripts/airflow.sh
-
-# Airflow on the CeleryExecutor, PostgreSQL and Redis, two workers: docker-compose.yml's shape
-cluster: setup
-	@bash scripts/cluster.sh
-
-cluster-down:
-	@bash scripts/cluster-down.sh
