@@ -56,6 +56,13 @@ def settings_from_connections(
     )
 
 
+def settings_for_contract(contract: Any) -> Settings:
+    """``Settings`` from the connections a contract names in its ``cutover`` section: what
+    DAG tasks and the Migrations panel use."""
+    options = contract.cutover
+    return settings_from_connections(options.mysql_conn_id, options.dynamodb_conn_id)
+
+
 def _missing(conn_id: str, kind: str, conn_type: str, example: str) -> ConfigError:
     return ConfigError(
         f"Airflow connection {conn_id!r} ({kind}) is not defined; define it in the Airflow UI "

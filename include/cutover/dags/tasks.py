@@ -56,12 +56,11 @@ def _context() -> dict[str, Any]:
 def _load(contract_path: str) -> tuple[Any, Any]:
     """The contract and its Settings, from the Airflow connections the contract names (see
     ``cutover.airflow_connections`` for the fallback to the environment)."""
-    from cutover.airflow_connections import settings_from_connections
+    from cutover.airflow_connections import settings_for_contract
     from cutover.contract.load import load_contract
 
     contract = load_contract(contract_path)
-    options = contract.cutover
-    return contract, settings_from_connections(options.mysql_conn_id, options.dynamodb_conn_id)
+    return contract, settings_for_contract(contract)
 
 
 def _run(contract_path: str) -> Any:

@@ -48,11 +48,10 @@ def _entry(name: str) -> ContractEntry:
 
 
 def _store(entry: ContractEntry) -> Any:
-    from cutover.airflow_connections import settings_from_connections
+    from cutover.airflow_connections import settings_for_contract
     from cutover.panel.overview import store_for
 
-    options = entry.contract.cutover  # type: ignore[union-attr]
-    return store_for(settings_from_connections(options.mysql_conn_id, options.dynamodb_conn_id))
+    return store_for(settings_for_contract(entry.contract))
 
 
 def _guarded(entry: ContractEntry, build: Any) -> dict[str, Any]:
@@ -105,15 +104,12 @@ def _full(entry: ContractEntry) -> dict[str, Any]:
 def _docs_root(name: str) -> Path | None:
     """The Data Docs site the contract's last validation wrote to (GX reports its index as a
     file:// URL), or None before any validation."""
-    import json
     from urllib.parse import unquote, urlparse
 
+    from cutover.panel.overview import read_report
     from cutover.stages import reports_dir
 
-    try:
-        report = json.loads((reports_dir() / name / "validate.json").read_text())
-    except (OSError, ValueError):
-        return None
+    report = read_report(reports_dir(), name, "validate") or {}
     url = urlparse(str(report.get("data_docs") or ""))
     if url.scheme != "file":
         return None

@@ -111,7 +111,7 @@ def next_gate(contract: Contract, current: Phase, evidence: dict[str, Any]) -> d
     }
 
 
-def _read_report(reports: Path, name: str, kind: str) -> dict[str, Any] | None:
+def read_report(reports: Path, name: str, kind: str) -> dict[str, Any] | None:
     path = reports / name / f"{kind}.json"
     try:
         return json.loads(path.read_text())
@@ -290,9 +290,9 @@ def detail(entry: ContractEntry, store: Any, reports: Path) -> dict[str, Any]:
         "track": track(state.phase),
         "next_gate": next_gate(entry.contract, state.phase, evidence),
         "tables": [t.table for t in entry.contract.tables],
-        "backfill": backfill_summary(_read_report(reports, entry.name, "backfill")),
-        "validation": validation_summary(_read_report(reports, entry.name, "validate")),
-        "reconciliation": reconciliation_summary(_read_report(reports, entry.name, "reconcile")),
+        "backfill": backfill_summary(read_report(reports, entry.name, "backfill")),
+        "validation": validation_summary(read_report(reports, entry.name, "validate")),
+        "reconciliation": reconciliation_summary(read_report(reports, entry.name, "reconcile")),
         "routing": routing_series(store, entry.name),
         "history": history(store, entry.name),
     }
