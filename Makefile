@@ -5,7 +5,7 @@ VENV  := .venv/bin
 # the data of `make demo` on 8000.
 TEST_ENV := CUTOVER_DYNAMODB_ENDPOINT=http://127.0.0.1:8001 CUTOVER_MYSQL_URL=mysql://root@127.0.0.1:3306/shop
 
-.PHONY: setup up down status demo test lint bench airflow
+.PHONY: setup up down status demo test lint bench airflow cluster cluster-down
 
 setup:
 	@bash scripts/setup.sh
@@ -24,7 +24,7 @@ demo: setup
 
 test: setup
 	@export $(TEST_ENV) && source scripts/local.env && $(VENV)/cutover up --in-memory \
-	  && $(VENV)/ruff check . && $(VENV)/pytest -q
+	  && $(VENV)/ruff check . && $(VENV)/pytest -q --durations=15
 
 lint: setup
 	@$(VENV)/ruff check . && $(VENV)/ruff format --check .
@@ -34,3 +34,10 @@ bench: setup
 
 airflow: setup
 	@bash scripts/airflow.sh
+
+# Airflow on the CeleryExecutor, PostgreSQL and Redis, two workers: docker-compose.yml's shape
+cluster: setup
+	@bash scripts/cluster.sh
+
+cluster-down:
+	@bash scripts/cluster-down.sh

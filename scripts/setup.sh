@@ -11,9 +11,11 @@ log() { printf '[setup] %s\n' "$*"; }
 # --- Debian packages ------------------------------------------------------------------------
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# chromium: the browser tests drive /usr/bin/chromium through Playwright (no downloaded browsers)
+# chromium: the browser tests drive /usr/bin/chromium through Playwright (no downloaded browsers);
+# postgresql, redis-server: Airflow's metadata and Celery broker of `make cluster`
 for pkg in mariadb-server mariadb-client pkg-config default-libmysqlclient-dev build-essential \
-           python3-dev python3-venv openjdk-17-jre-headless nodejs npm docker-compose chromium; do
+           python3-dev python3-venv openjdk-17-jre-headless nodejs npm docker-compose chromium \
+           postgresql redis-server; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # a Java runtime or Node installed some other way (e.g. a newer JDK) is fine too

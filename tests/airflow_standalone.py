@@ -67,7 +67,7 @@ class Api:
                 last = check()
                 if last:
                     return last
-            except (ApiError, urllib.error.URLError, ConnectionError, KeyError, IndexError) as exc:
+            except (ApiError, urllib.error.URLError, OSError, KeyError, IndexError) as exc:
                 last = exc
             time.sleep(1)
         raise AssertionError(f"timed out waiting for {what}: {last!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cutover.settings import LOCAL_DIR, LOCAL_DYNAMODB_ENDPOINT, PROJECT_ROOT, Settings
+from tests.s3_server import s3_storage_url  # noqa: F401  (the local S3 endpoint fixture)
 
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -31,10 +32,8 @@ AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-# Reports and the GX context (Data Docs) of test runs stay out of the user's .local too.
-os.environ["CUTOVER_REPORTS_DIR"] = str(AIRFLOW_HOME / "reports")
-os.environ["CUTOVER_GX_DIR"] = str(AIRFLOW_HOME / "gx")
-# Staged Parquet, checkpoints and quarantine files too (the user's are in .local/staging).
+# The storage URL too: staged Parquet, checkpoints, quarantine files, the stage reports and
+# the GX project with its Data Docs (the user's are in .local/staging).
 os.environ["CUTOVER_STAGING"] = (AIRFLOW_HOME / "staging").as_uri()
 # Generated suites of test contracts too: the project's expectations/ holds people's suites.
 os.environ["CUTOVER_EXPECTATIONS_DIR"] = str(AIRFLOW_HOME / "expectations")

@@ -147,8 +147,9 @@ def cmd_contract_views(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(path: str) -> tuple[int, Path]:
+def _prepare(path: str) -> tuple[int, str]:
     from cutover.contract.load import load_contract
+    from cutover.extract.staging import shown
     from cutover.prepare import PrepareReport
     from cutover.stages import run_prepare
 
@@ -156,7 +157,7 @@ def _prepare(path: str) -> tuple[int, Path]:
     report = run_prepare(contract, Settings.from_env())
     for line in PrepareReport.lines_of(report):
         print(line)
-    return (EXIT_DRIFT if report["drifts"] else 0), Path(report["report"])
+    return (EXIT_DRIFT if report["drifts"] else 0), shown(report["report"])
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -174,11 +175,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from cutover.contract.load import load_contract
     from cutover.dags.local_run import DagRunFailed, run_dag
+    from cutover.extract.staging import Staging
     from cutover.local.services import up
     from cutover.logs import quiet
     from cutover.sample.generator import load_sample
     from cutover.settings import LOCAL_DIR
-    from cutover.stages import reports_dir
     from cutover.summary import STAGES, demo_summary
 
     settings = Settings.from_env()
@@ -202,7 +203,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 break
     print()
     for line in demo_summary(
-        reports_dir() / name,
+        Staging(settings.staging),
+        name,
         log_file=log_file,
         airflow_url=f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT') or 8080}",
         login=("admin", os.environ.get("CUTOVER_AIRFLOW_PASSWORD") or "cutover"),
@@ -225,6 +227,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     a new one. A run whose contract or --partitions changed is refused (exit 2)."""
     from cutover.backfill.run import RunRefused
     from cutover.contract.load import load_contract
+    from cutover.extract.staging import shown
     from cutover.stages import run_backfill
 
     contract = load_contract(args.contract)
@@ -253,7 +256,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(f"quarantined: {manifest['quarantined']} {manifest['quarantine_reasons']}")
     for source, why in manifest.get("catch_up", {}).get("unavailable", {}).items():
         print(f"catch-up {source}: {why}")
-    print(f"report: {manifest['report']}")
+    print(f"report: {shown(manifest['report'])}")
     if not manifest["gate"]["passed"]:
         print(
             f"gate failed: {manifest['quarantined']} quarantined rows, the contract allows "
@@ -306,6 +309,7 @@ def _print_validation(report: dict) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
+    from cutover.extract.staging import shown
     from cutover.stages import run_validate
 
     contract = load_contract(args.contract)
@@ -317,13 +321,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         max_keys=args.max_keys,
     )
     _print_validation(report)
-    print(f"report: {report['report']}")
-    print(f"data docs: {report['data_docs']}")
+    print(f"report: {shown(report['report'])}")
+    print(f"data docs: {shown(report['data_docs'])}")
     return 0 if report["success"] else EXIT_FAILED
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
+    from cutover.extract.staging import shown
     from cutover.stages import run_reconcile
 
     contract = load_contract(args.contract)
@@ -337,7 +342,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         _print_validation(result["after"] or result["before"])
     if result["repaired"]:
         print(f"repaired: {result['repaired']}")
-    print(f"report: {result['report']}")
+    print(f"report: {shown(result['report'])}")
     return 0 if result["success"] else EXIT_FAILED
 
 
@@ -365,9 +370,9 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     contract = load_contract(args.contract)
     # one warning per request while a store is down would bury the progress lines: the
     # layer's own log goes to a file, the summary counts what it says
-    from cutover.stages import reports_dir
+    from cutover.settings import LOCAL_DIR
 
-    log_file = reports_dir() / contract.name / "traffic.log"
+    log_file = LOCAL_DIR / "logs" / contract.name / "traffic.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

@@ -5,7 +5,11 @@ tasks read MySQL and DynamoDB from Airflow connections
 
 ``CUTOVER_MYSQL_URL``          mysql://user:password@host:port/database
 ``CUTOVER_DYNAMODB_ENDPOINT``  DynamoDB endpoint URL; unset or empty means AWS itself
-``CUTOVER_STAGING``            file:///path or s3://bucket/prefix for Parquet staging
+``CUTOVER_STAGING``            file:///path or s3://bucket/prefix: the one storage URL of staged
+                              Parquet, checkpoints, quarantine, the stage reports
+                              (reports/<contract>/) and the GX project with its Data Docs
+                              (gx/); default .local/staging. ``AWS_ENDPOINT_URL_S3`` points
+                              s3:// at an S3-compatible endpoint (see cutover.extract.staging)
 ``CUTOVER_TABLE_PREFIX``       prefix put before every DynamoDB table name (isolates runs)
 ``AWS_DEFAULT_REGION``         region, us-east-1 when unset
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from cutover.contract.model import Contract
-from cutover.settings import LOCAL_DIR, Settings
+from cutover.extract.staging import Staging
+from cutover.settings import Settings
 
 log = logging.getLogger("cutover")
 
@@ -22,16 +22,25 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def reports_dir() -> Path:
-    """Where stage reports go: ``CUTOVER_REPORTS_DIR``, else .local/reports."""
-    return Path(os.environ.get("CUTOVER_REPORTS_DIR") or LOCAL_DIR / "reports")
+REPORTS = "reports"  # the folder of the stage reports under the storage URL
 
 
-def write_report(name: str, contract: str, payload: dict[str, Any]) -> Path:
-    path = reports_dir() / contract / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
+def report_parts(contract: str, name: str) -> tuple[str, str, str]:
+    """Where a stage's last report lies under the storage URL: reports/<contract>/<name>.json."""
+    return REPORTS, contract, f"{name}.json"
+
+
+def write_report(staging: Staging, name: str, contract: str, payload: dict[str, Any]) -> str:
+    """Write the stage's report to the storage URL (``CUTOVER_STAGING``); its URI."""
+    parts = report_parts(contract, name)
+    staging.write_text(json.dumps(payload, indent=2, default=str) + "\n", *parts)
+    return staging.uri(*parts)
+
+
+def read_report(staging: Staging, contract: str, name: str) -> dict[str, Any] | None:
+    """The stage's last report, or None when there is none yet."""
+    report = staging.read_json_if_exists(*report_parts(contract, name))
+    return report if isinstance(report, dict) else None
 
 
 def phase_store(settings: Settings) -> Any:
@@ -49,7 +58,7 @@ def run_prepare(contract: Contract, settings: Settings) -> dict[str, Any]:
     from cutover.prepare import prepare
 
     report = prepare(contract, settings).to_dict()
-    report["report"] = str(write_report("prepare", contract.name, report))
+    report["report"] = write_report(Staging(settings.staging), "prepare", contract.name, report)
     record(settings, contract, "prepare", {"drifts": len(report["drifts"]),
                                            "changed": report["changed"]})  # fmt: skip
     return report
@@ -69,7 +78,8 @@ def run_backfill(contract: Contract, settings: Settings, **kwargs: Any) -> dict[
     from cutover.backfill.driver import backfill
 
     manifest = backfill(contract, settings, **kwargs)
-    manifest["report"] = str(write_report("backfill", contract.name, manifest))
+    manifest["report"] = write_report(Staging(settings.staging), "backfill", contract.name,
+                                      manifest)  # fmt: skip
     record(settings, contract, "backfill", backfill_evidence(manifest))
     return manifest
 
@@ -96,7 +106,9 @@ def run_validate(contract: Contract, settings: Settings, report_path: str | None
         Path(report_path).write_text(json.dumps(report, indent=2, default=str) + "\n")
         report["report"] = report_path
     else:
-        report["report"] = str(write_report("validate", contract.name, report))
+        report["report"] = write_report(
+            Staging(settings.staging), "validate", contract.name, report
+        )
     if kwargs.get("tables") is None:
         record(settings, contract, "validate", validation_evidence(report))
     return report
@@ -106,7 +118,7 @@ def run_reconcile(contract: Contract, settings: Settings, **kwargs: Any) -> dict
     from cutover.validate.reconcile import reconcile
 
     result = reconcile(contract, settings, **kwargs)
-    result["report"] = str(write_report("reconcile", contract.name, result))
+    result["report"] = write_report(Staging(settings.staging), "reconcile", contract.name, result)
     final = result["after"] or result["before"] or {"started_at": _now()}
     if kwargs.get("tables") is None:
         record(settings, contract, "reconcile", {

@@ -1,5 +1,5 @@
 """The short summary `cutover demo` ends with, read from a contract's stage reports
-(``reports_dir() / <contract> / {prepare,backfill,validate}.json``)."""
+(``reports/<contract>/{prepare,backfill,validate}.json`` under the storage URL)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cutover.extract.staging import Staging, shown
+from cutover.stages import REPORTS, report_parts
+
 STAGES = ("prepare", "backfill", "validate")
 
 
-def read_reports(reports: Path, fresh_since: float | None = None) -> dict[str, dict[str, Any]]:
-    """The stage reports found in ``reports``, by stage; with ``fresh_since`` (a time.time()),
-    only those written since then (an older one is another run's)."""
+def read_reports(
+    staging: Staging, contract: str, fresh_since: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """The contract's stage reports found under the storage URL, by stage; with
+    ``fresh_since`` (a time.time()), only those written since then (an older one is another
+    run's)."""
     out: dict[str, dict[str, Any]] = {}
     for stage in STAGES:
-        path = reports / f"{stage}.json"
+        parts = report_parts(contract, stage)
         try:
-            if fresh_since is not None and path.stat().st_mtime < fresh_since:
+            written = staging.mtime(*parts)
+            if written is None or (fresh_since is not None and written < fresh_since):
                 continue
-            out[stage] = json.loads(path.read_text())
+            out[stage] = staging.read_json(*parts)
         except (FileNotFoundError, json.JSONDecodeError):
             continue
     return out
@@ -113,7 +120,8 @@ def _validate_lines(report: dict[str, Any]) -> list[str]:
 
 
 def demo_summary(
-    reports: Path,
+    staging: Staging,
+    contract: str,
     *,
     log_file: Path | None = None,
     airflow_url: str = "http://127.0.0.1:8080",
@@ -126,8 +134,7 @@ def demo_summary(
     reports, Data Docs and log are, and the next step (`make airflow` and its panel).
 
     With ``fresh_since``, reports older than that time are another run's and left out."""
-    found = read_reports(reports, fresh_since)
-    contract = next((r["contract"] for r in found.values() if r.get("contract")), reports.name)
+    found = read_reports(staging, contract, fresh_since)
     lines = [f"== summary of contract {contract} =="]
     if "prepare" in found:
         lines.append(_prepare_line(found["prepare"]))
@@ -139,9 +146,10 @@ def demo_summary(
     if missing:
         lines.append(f"no report from this run: {', '.join(missing)}")
     if found:
-        lines.append(f"reports:   {reports}/{{{','.join(s for s in STAGES if s in found)}}}.json")
+        stages = ",".join(s for s in STAGES if s in found)
+        lines.append(f"reports:   {staging.display(REPORTS, contract)}/{{{stages}}}.json")
     if docs := found.get("validate", {}).get("data_docs"):
-        lines.append(f"data docs: {docs}")
+        lines.append(f"data docs: {shown(docs)}")
     if log_file is not None:
         lines.append(f"log:       {log_file} (Airflow and Great Expectations)")
     if not next_step:

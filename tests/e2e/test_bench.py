@@ -8,9 +8,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
+from cutover.bench.synthetic import BENCH_DATABASE, bench_database
+from cutover.db import connect, query
+from cutover.db import quote_ident as q
 from cutover.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.e2e
@@ -76,8 +80,11 @@ ROUTING_SHADOW = re.compile(
 
 
 @pytest.fixture(scope="module")
-def bench(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
-    """One bench run: its JSON figures and its printed table."""
+def bench(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict, str]]:
+    """One bench run: its JSON figures and its printed table. The bench's source database,
+    named after this session's prefix, is dropped afterwards."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     env = {
         **os.environ,
@@ -87,8 +94,26 @@ def bench(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple
     cmd = [sys.executable, "-m", "cutover.cli", "bench", "--rows", str(ROWS), "--workers", "2",
            "--routing-requests", str(ROUTING_REQUESTS), "--json", str(out)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(out.read_text()), result.stdout
+    # Whether each target is met depends on the machine; the exit code must say whether all
+    # were: 0 when every target line says met, 1 when any says MISSED, never a crash.
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    flags = [m["flag"] for line in result.stdout.splitlines() if (m := TARGET_LINE.match(line))]
+    assert len(flags) == len(TARGETS), result.stdout[-3000:]
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    missed = "MISSED" in flags
+    # no stage failed: the one FAILED line there may be is that of the missed targets
+    if missed:
+        assert len(failed) == 1 and failed[0].startswith("FAILED targets: missed "), failed
+    else:
+        assert not failed, failed
+    assert result.returncode == (1 if missed else 0), (
+        result.returncode, flags, result.stderr[-3000:])  # fmt: skip
+    yield json.loads(out.read_text()), result.stdout
+    admin = connect(settings.mysql, database=False)
+    try:
+        query(admin, f"DROP DATABASE IF EXISTS {q(bench_database(BENCH_DATABASE, settings))}")
+    finally:
+        admin.close()
 
 
 def _printed(stdout: str) -> dict[str, str]:
@@ -113,7 +138,10 @@ def test_bench_reports_every_figure_measured_and_positive(bench: tuple[dict, str
     not_positive = {k: figures[k] for k in (*FIGURES, *RATIOS) if not figures[k] > 0}
     assert not not_positive, f"figures not measured: {not_positive}"
     printed = _printed(stdout)
-    table = {k: v for k, v in figures.items() if k != "routing"}  # the routing line's own test
+    # the routing line has its own test; `failed` (missed targets only: the fixture checks no
+    # stage failed) is printed as the FAILED line, not in the table
+    assert set(figures.get("failed", {})) <= {"targets"}, figures["failed"]
+    table = {k: v for k, v in figures.items() if k not in ("routing", "failed")}
     assert set(printed) == set(table), "the table and the JSON do not list the same figures"
     for key, value in table.items():
         assert float(printed[key].replace(",", "")) == pytest.approx(value, abs=0.005), key
@@ -178,9 +206,12 @@ def test_bench_routing_line_reports_each_phase_and_the_phase_one_ratios(
     for op in ("read", "write"):
         ratio = float(ratios[op])
         assert ratio > 0 and ratio == pytest.approx(first[f"{op}_vs_direct"], abs=0.005), op
-        # the ratio is that of the two p50s shown (3 decimals each, the ratio 2)
-        want = first[op]["p50_ms"] / routing["direct"][op]["p50_ms"]
-        assert ratio == pytest.approx(want, abs=0.006, rel=1e-3), (op, ratio, want)
+        # the ratio is that of the two p50s shown, up to their rounding: 2 decimals for the
+        # ratio (0.005) plus 3 for each p50 (0.0005 / p50 of the ratio, each)
+        direct = routing["direct"][op]["p50_ms"]
+        want = first[op]["p50_ms"] / direct
+        slack = 0.005 + want * 0.0005 * (1 / direct + 1 / first[op]["p50_ms"]) + 1e-9
+        assert ratio == pytest.approx(want, abs=slack), (op, ratio, want)
     for case in ("phase 2", "phase 3", "phase 4"):
         assert not ROUTING_RATIOS.search(cases[case]["rest"]), case
     # phases 3 and 4 compare every read with the other store, off the request path

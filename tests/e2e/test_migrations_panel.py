@@ -26,11 +26,12 @@ from tests.airflow_standalone import Api, ApiError, api_server, standalone
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
 from cutover.db import connect
+from cutover.extract.staging import Staging
 from cutover.panel import datadocs
 from cutover.phases.store import PhaseStore
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
-from cutover.stages import phase_store, reports_dir, run_backfill, run_prepare, run_validate
+from cutover.stages import phase_store, read_report, run_backfill, run_prepare, run_validate
 
 pytestmark = pytest.mark.e2e
 
@@ -192,7 +193,7 @@ def test_the_json_api_shows_the_phase_store_and_the_last_reports(panel: Panel) -
     assert entry["next_gate"]["allowed"] is True  # prepare found no drift
 
     detail = panel.api.call("GET", f"/migrations/api/contracts/{panel.name}")
-    backfill = json.loads((reports_dir() / panel.name / "backfill.json").read_text())
+    backfill = read_report(Staging(panel.settings.staging), panel.name, "backfill")
     shown = detail["backfill"]
     assert shown["items"] == backfill["items_loaded"] > 0
     assert shown["rows"] == backfill["rows_extracted"]
@@ -200,7 +201,7 @@ def test_the_json_api_shows_the_phase_store_and_the_last_reports(panel: Panel) -
     assert shown["quarantine_reasons"] == backfill["quarantine_reasons"]
     assert shown["duration_s"] > 0 and shown["items_per_s"] == backfill["load"]["items_per_s"]
     assert len(shown["partitions"]) == len(backfill["partitions"])
-    validation = json.loads((reports_dir() / panel.name / "validate.json").read_text())
+    validation = read_report(Staging(panel.settings.staging), panel.name, "validate")
     assert detail["validation"]["success"] is validation["success"] is True
     assert [t["table"] for t in detail["validation"]["tables"]] == [
         t["table"] for t in validation["tables"]
@@ -246,7 +247,7 @@ def test_a_person_opens_migrations_and_requests_an_advance(
 
     shots = _shots_dir(request)
     state = panel.store.get(panel.name)
-    backfill = json.loads((reports_dir() / panel.name / "backfill.json").read_text())
+    backfill = read_report(Staging(panel.settings.staging), panel.name, "backfill")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:

@@ -40,11 +40,11 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 def world(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], Settings]]:
-    """Makes isolated worlds: their own database, table prefix, staging, suites and GX."""
+    """Makes isolated worlds: their own database, table prefix, suites and storage URL (with
+    the staged files, the reports and the GX project)."""
     made: list[tuple[Settings, str]] = []
-    saved = {k: os.environ.get(k) for k in ("CUTOVER_EXPECTATIONS_DIR", "CUTOVER_GX_DIR")}
+    saved = {k: os.environ.get(k) for k in ("CUTOVER_EXPECTATIONS_DIR",)}
     os.environ["CUTOVER_EXPECTATIONS_DIR"] = str(tmp_path_factory.mktemp("expectations"))
-    os.environ["CUTOVER_GX_DIR"] = str(tmp_path_factory.mktemp("gx"))
 
     def make(tag: str) -> Settings:
         name = f"cutover_{tag}_{uuid.uuid4().hex[:8]}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cutover.extract.staging import Staging
 from cutover.panel import datadocs
 
 pytestmark = pytest.mark.integration
@@ -91,6 +92,16 @@ def _build_site(root: Path) -> Path:
     return index.parent
 
 
+def _read(site: Path, relpath: str) -> str:
+    """A page as the panel reads it: through the storage URL (a file:// one at the site)."""
+    return datadocs.read_doc(Staging(site.as_uri()), "", relpath).decode("utf-8")
+
+
+def _served(site: Path, relpath: str) -> bool:
+    """Whether the panel serves the file (``doc_file`` raises for one it does not)."""
+    return datadocs.doc_file(Staging(site.as_uri()), "", relpath) == relpath
+
+
 def _pages(site: Path) -> list[Path]:
     pages = sorted(site.rglob("*.html"))
     assert len(pages) >= 3  # the index, the suite, the validation result
@@ -100,7 +111,7 @@ def _pages(site: Path) -> list[Path]:
 def test_no_rewritten_page_loads_anything_from_the_internet(site: Path) -> None:
     for page in _pages(site):
         relpath = page.relative_to(site).as_posix()
-        html = datadocs.rewrite_html(datadocs.doc_file(site, relpath).read_text("utf-8"), BASE)
+        html = datadocs.rewrite_html(_read(site, relpath), BASE)
         for url in _loaded_urls(html):
             assert not EXTERNAL.match(url), f"{relpath} still loads {url}"
             if url.startswith(BASE + "/"):
@@ -111,11 +122,11 @@ def test_no_rewritten_page_loads_anything_from_the_internet(site: Path) -> None:
                 # GX 1.24's favicon.j2 climbs one "../" too few on validation result pages
                 # (top_navbar.j2 gets it right): a missing icon, not a page that breaks.
                 if not url.endswith("/favicon.ico"):
-                    assert datadocs.doc_file(site, target).is_file(), f"{relpath}: {url}"
+                    assert _served(site, target), f"{relpath}: {url}"
 
 
 def test_the_index_keeps_its_validation_results_and_something_to_draw_them(site: Path) -> None:
-    html = datadocs.rewrite_html(datadocs.doc_file(site, "index.html").read_text("utf-8"), BASE)
+    html = datadocs.rewrite_html(_read(site, "index.html"), BASE)
     tables = re.findall(r"\.bootstrapTable\(\s*Object\.assign\(\s*\{(.*?)\n\s*\}", html, re.S)
     data = "".join(tables)
     assert "'_validation_success_text': 'Failed'" in data
@@ -123,7 +134,7 @@ def test_the_index_keeps_its_validation_results_and_something_to_draw_them(site:
     links = re.findall(r"'_table_row_link_path': '(validations/[^']+\.html)'", data)
     assert links, "the index lists no validation result"
     for link in links:
-        assert datadocs.doc_file(site, link).is_file()
+        assert _served(site, link)
     # bootstrap-table itself is on no package index: the page carries the stand-in that draws
     # the rows, loaded after jQuery.
     assert html.index("/jquery/jquery.min.js") < html.index("$.fn.bootstrapTable = function")

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import RATED_CONTRACT, create_rated
 
 from cutover.backfill.run import BackfillRun, new_run_id
 from cutover.contract.load import load_contract
 from cutover.contract.model import Contract
-from cutover.db import connect, query
 from cutover.load.rate_limit import RunRate, WriteCost
 from cutover.prepare import prepare
 from cutover.settings import Settings
@@ -30,26 +30,6 @@ pytestmark = pytest.mark.integration
 ROWS = 2_400  # 4 partitions of 600 items: 6 s at 100 items/s each
 PARTITIONS = 4
 TARGET = 400.0
-NAME_BYTES = 1_200  # an item of about 1.2 KB: 2 WCUs; its KEYS_ONLY GSI entry 1
-CONTRACT_DOC: dict[str, Any] = {
-    "cutover": {"name": "rated"},
-    "tables": [
-        {
-            "table": "Rated",
-            "type": "single-entity",
-            "source_table": "rated",
-            "pk": "code",
-            "gsis": [{"index_name": "by_shelf", "pk": "shelf", "projection": "KEYS_ONLY"}],
-            "attributes": [
-                {"name": name, "type": kind, "source_table": "rated", "source_column": name}
-                for name, kind in (("code", "S"), ("id", "N"), ("shelf", "S"), ("name", "S"))
-            ],
-            # the GSI gets the table's capacity: at a share of 0.25 the table takes
-            # 0.25 x 3200 / 2 = 400 items/s, the GSI 0.25 x 3200 / 1 = 800: 400 items/s
-            "cutover": {"billing_mode": "PROVISIONED", "write_capacity": 3200},
-        }
-    ],
-}
 
 
 @dataclass
@@ -69,20 +49,9 @@ def world(
         staging=(tmp_path / "staging").as_uri(),
         table_prefix=f"{scratch_db.table_prefix}{request.node.name[-10:].strip('_[]')}_",
     )
-    conn = connect(settings.mysql)
-    try:
-        query(conn, "CREATE TABLE rated (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, "
-                    "shelf VARCHAR(8) NOT NULL, name VARCHAR(2000) NOT NULL)")  # fmt: skip
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO rated VALUES (%s, %s, %s, %s)",
-                [(i, f"R{i:05d}", f"S{i % 7}", "n" * NAME_BYTES) for i in range(1, ROWS + 1)],
-            )
-        conn.commit()
-    finally:
-        conn.close()
+    create_rated(settings, ROWS)
     path = tmp_path / "rated.json"
-    path.write_text(json.dumps(CONTRACT_DOC))
+    path.write_text(json.dumps(RATED_CONTRACT))
     contract = load_contract(path)
     prepare(contract, settings)
     yield World(contract, settings)

@@ -3,7 +3,8 @@ lines kept on the terminal, and the error shown when a DAG run fails.
 
 Running the whole demo here would repeat tests/e2e/test_dags.py for minutes, so the summary
 is checked on reports with the keys and shapes of a real run's
-``.local/reports/<contract>/{prepare,backfill,validate}.json``."""
+``reports/<contract>/{prepare,backfill,validate}.json`` under the storage URL (a ``file://``
+one here)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cutover.extract.staging import Staging
 from cutover.logs import ProgressEcho, last_error
 from cutover.summary import backfill_tables, demo_summary
 
@@ -183,11 +185,13 @@ def _validate(contract: str, tables: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _write(directory: Path, **reports: dict[str, Any]) -> Path:
+def _write(root: Path, contract: str, **reports: dict[str, Any]) -> Staging:
+    """The reports written where the stages write them, under the storage URL ``root``."""
+    directory = root / "reports" / contract
     directory.mkdir(parents=True, exist_ok=True)
     for stage, report in reports.items():
         (directory / f"{stage}.json").write_text(json.dumps(report, indent=2))
-    return directory
+    return Staging(root.as_uri())
 
 
 def _line(lines: list[str], *words: str) -> str:
@@ -197,7 +201,7 @@ def _line(lines: list[str], *words: str) -> str:
 
 
 @pytest.fixture
-def passed(tmp_path: Path) -> Path:
+def passed(tmp_path: Path) -> Staging:
     """The sample contract as a real demo leaves it (figures of a real run)."""
     parts = [
         _partition("Users.USER.0000", 2000, {"empty_key": 1}),
@@ -212,16 +216,17 @@ def passed(tmp_path: Path) -> Path:
         _table("Categories", [_entity("CATEGORIES", 78)]),
     ]
     return _write(
-        tmp_path / "ecommerce",
+        tmp_path / "storage",
+        "ecommerce",
         prepare=_prepare("ecommerce", ["Users", "Products", "Categories"]),
         backfill=_backfill("ecommerce", parts, allowed=10),
         validate=_validate("ecommerce", tables),
     )
 
 
-def test_summary_of_a_passed_run(passed: Path) -> None:
+def test_summary_of_a_passed_run(passed: Staging) -> None:
     log = Path("/x/.local/logs/demo.log")
-    lines = demo_summary(passed, log_file=log)
+    lines = demo_summary(passed, "ecommerce", log_file=log)
     text = "\n".join(lines)
     assert len(lines) <= 25, text  # the demo's whole output stays near 60 lines
     assert "ecommerce" in lines[0]
@@ -247,8 +252,10 @@ def test_summary_of_a_passed_run(passed: Path) -> None:
         line = _line(lines, f" {entity} ")
         assert f"{count}/{count}" in line and "100.00%" in line
     # where to look, and what to do next
-    assert f"{passed}/{{prepare,backfill,validate}}.json" in text
-    assert "file:///x/gx/uncommitted/data_docs/local_site/index.html" in text
+    # a file:// storage URL: the local paths a person can open
+    reports = passed.local_path("reports", "ecommerce")
+    assert f"reports:   {reports}/{{prepare,backfill,validate}}.json" in text
+    assert "data docs: /x/gx/uncommitted/data_docs/local_site/index.html" in text
     assert str(log) in text
     nxt = text[text.index("make airflow") :]
     assert "http://127.0.0.1:8080" in nxt and "admin / cutover" in nxt
@@ -265,12 +272,15 @@ def test_summary_of_a_failed_parity(tmp_path: Path) -> None:
         )
     ]
     reports = _write(
-        tmp_path / "shop",
+        tmp_path,
+        "shop",
         prepare=_prepare("shop", ["Orders"]),
         backfill=_backfill("shop", parts, allowed=0),
         validate=_validate("shop", tables),
     )
-    lines = demo_summary(reports, airflow_url="http://127.0.0.1:9090", login=("admin", "pw"))
+    lines = demo_summary(
+        reports, "shop", airflow_url="http://127.0.0.1:9090", login=("admin", "pw")
+    )
     text = "\n".join(lines)
     assert "parity FAILED" in _line(lines, "validate:")
     assert "0 of 1 tables" in _line(lines, "validate:")
@@ -292,7 +302,7 @@ def test_quarantine_by_two_reasons_and_the_gate(tmp_path: Path) -> None:
     ]
     backfill = _backfill("library", parts, allowed=5)
     assert backfill["quarantined"] == 6 and not backfill["gate"]["passed"]
-    reports = _write(tmp_path / "library", backfill=backfill)
+    reports = _write(tmp_path, "library", backfill=backfill)
     tables = backfill_tables(backfill)
     assert tables["Library"]["rows"] == 1200
     assert tables["Library"]["items"] == 497 + 497 + 200
@@ -301,7 +311,7 @@ def test_quarantine_by_two_reasons_and_the_gate(tmp_path: Path) -> None:
         "item_too_large": 1,
         "duplicate_key": 2,
     }
-    lines = demo_summary(reports)
+    lines = demo_summary(reports, "library")
     library = _line(lines, "Library", "rows")
     assert "6 quarantined" in library
     assert "duplicate_key 2, empty_key 3, item_too_large 1" in library
@@ -309,10 +319,12 @@ def test_quarantine_by_two_reasons_and_the_gate(tmp_path: Path) -> None:
     assert "no report from this run: prepare, validate" in lines
 
 
-def test_reports_of_an_earlier_run_are_left_out(passed: Path) -> None:
+def test_reports_of_an_earlier_run_are_left_out(passed: Staging) -> None:
     old = time.time() - 3600
-    os.utime(passed / "validate.json", (old, old))
-    lines = demo_summary(passed, fresh_since=time.time() - 60, next_step=False)
+    validate = passed.local_path("reports", "ecommerce", "validate.json")
+    assert validate is not None
+    os.utime(validate, (old, old))
+    lines = demo_summary(passed, "ecommerce", fresh_since=time.time() - 60, next_step=False)
     text = "\n".join(lines)
     assert "parity" not in text and "data docs" not in text
     assert "no report from this run: validate" in lines

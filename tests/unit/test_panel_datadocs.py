@@ -169,15 +169,22 @@ def test_asset_file_refuses_unknown_names_and_traversal(name: str) -> None:
 
 
 def test_doc_file_serves_site_files_and_refuses_the_rest(tmp_path: Path) -> None:
+    from cutover.extract.staging import Staging
+
+    storage = Staging(tmp_path.as_uri())  # a file:// storage URL; the site is in site/
     site = tmp_path / "site"
     (site / "validations").mkdir(parents=True)
-    (site / "index.html").write_text("<html></html>")
-    (site / "validations" / "run.html").write_text("<html></html>")
+    (site / "index.html").write_text("<html>index</html>")
+    (site / "validations" / "run.html").write_text("<html>run</html>")
+    (site / "expectations").mkdir()
+    (site / "expectations" / "index.html").write_text("<html>suites</html>")
     (tmp_path / "secret.txt").write_text("no")
     (site / "escape").symlink_to(tmp_path)
-    assert datadocs.doc_file(site, "index.html") == (site / "index.html").resolve()
-    assert datadocs.doc_file(site, "") == (site / "index.html").resolve()
-    assert datadocs.doc_file(site, "validations/run.html").name == "run.html"
+    assert datadocs.doc_file(storage, "site", "index.html") == "site/index.html"
+    assert datadocs.doc_file(storage, "site", "") == "site/index.html"
+    assert datadocs.doc_file(storage, "site", "validations/run.html") == "site/validations/run.html"
+    assert datadocs.read_doc(storage, "site", "validations/run.html") == b"<html>run</html>"
+    assert datadocs.doc_file(storage, "site", "expectations") == "site/expectations/index.html"
     for bad in (
         "../secret.txt",
         "validations/../../secret.txt",
@@ -188,4 +195,6 @@ def test_doc_file_serves_site_files_and_refuses_the_rest(tmp_path: Path) -> None
         "validations",
     ):
         with pytest.raises(DataDocsNotFound):
-            datadocs.doc_file(site, bad)
+            datadocs.doc_file(storage, "site", bad)
+        with pytest.raises(DataDocsNotFound):
+            datadocs.read_doc(storage, "site", bad)

@@ -19,7 +19,6 @@ written.
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cutover.bench.synthetic import bench_database
 from cutover.contract.model import Contract
 from cutover.db import connect, query
 from cutover.db import quote_ident as q
@@ -65,11 +65,9 @@ class FixedPhase:
 def routing_settings(settings: Settings, staging: str) -> Settings:
     """The bench's own MySQL database and DynamoDB table prefix (both named after the
     caller's prefix, so that two runs with different prefixes never share them)."""
-    suffix = re.sub(r"[^0-9A-Za-z_]", "_", settings.table_prefix).strip("_")
-    database = (ROUTING_DATABASE + (f"_{suffix}" if suffix else ""))[:64]
     return replace(
         settings,
-        mysql=settings.mysql.with_database(database),
+        mysql=settings.mysql.with_database(bench_database(ROUTING_DATABASE, settings)),
         table_prefix=settings.table_prefix + ROUTING_PREFIX,
         staging=staging,
     )

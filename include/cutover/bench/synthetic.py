@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cutover.contract.load import parse_contract
 from cutover.contract.model import Contract
 from cutover.db import connect, query
+from cutover.db import quote_ident as q
 from cutover.settings import Settings
 
 BENCH_DATABASE = "cutover_bench"
@@ -46,15 +48,23 @@ def bench_contract(partitions: int = 4) -> Contract:
     )
 
 
+def bench_database(base: str, settings: Settings) -> str:
+    """A bench's MySQL database, named after the caller's table prefix, so that two runs with
+    different prefixes (two test sessions at once) never share one; ``base`` without one."""
+    suffix = re.sub(r"[^0-9A-Za-z_]", "_", settings.table_prefix).strip("_")
+    return (base + (f"_{suffix}" if suffix else ""))[:64]
+
+
 def build_source(settings: Settings, rows: int) -> Settings:
-    """(Re)create ``cutover_bench.bench_items`` with ``rows`` rows unless it already has
-    exactly that many. Returns settings pointing at the bench database."""
+    """(Re)create ``bench_items`` in the bench database with ``rows`` rows unless it already
+    has exactly that many. Returns settings pointing at the bench database."""
     from dataclasses import replace
 
-    bench = replace(settings, mysql=settings.mysql.with_database(BENCH_DATABASE))
+    database = bench_database(BENCH_DATABASE, settings)
+    bench = replace(settings, mysql=settings.mysql.with_database(database))
     admin = connect(settings.mysql, database=False)
     try:
-        query(admin, f"CREATE DATABASE IF NOT EXISTS `{BENCH_DATABASE}` CHARACTER SET utf8mb4")
+        query(admin, f"CREATE DATABASE IF NOT EXISTS {q(database)} CHARACTER SET utf8mb4")
     finally:
         admin.close()
     conn = connect(bench.mysql)

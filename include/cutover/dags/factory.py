@@ -18,10 +18,22 @@ from cutover.dags import tasks
 
 log = logging.getLogger("cutover.dags")
 
+
+def retry_delay_seconds() -> int:
+    """``CUTOVER_TASK_RETRY_DELAY`` (seconds, default 30): a task's first retry waits this
+    long, later ones twice as long each, at most 10 minutes. Read from the environment, as the
+    scheduler and every worker parse the DAGs with the same one."""
+    raw = os.environ.get("CUTOVER_TASK_RETRY_DELAY", "30")
+    if not raw.isdigit() or int(raw) < 1:
+        log.warning("CUTOVER_TASK_RETRY_DELAY=%r is not a whole number of seconds; using 30", raw)
+        return 30
+    return int(raw)
+
+
 DEFAULT_ARGS = {
     "owner": "data-platform",
     "retries": 3,  # transient errors only: terminal ones raise AirflowFailException
-    "retry_delay": pendulum.duration(seconds=30),
+    "retry_delay": pendulum.duration(seconds=retry_delay_seconds()),
     "retry_exponential_backoff": True,
     "max_retry_delay": pendulum.duration(minutes=10),
 }

@@ -135,14 +135,14 @@ def finish(contract_path: str) -> dict[str, Any]:
 
     run = _run(contract_path)
     manifest = run.finish({"catch_up": catch_up(run)})
-    report = write_report("backfill", run.contract.name, manifest)
+    report = write_report(run.staging, "backfill", run.contract.name, manifest)
     record(run.settings, run.contract, "backfill", backfill_evidence(manifest))
     if not manifest["gate"]["passed"]:
         _fail(
             f"{manifest['quarantined']} rows quarantined, the contract allows "
             f"{manifest['gate']['max_quarantined_rows']}: see {manifest['quarantine_files']}"
         )
-    return {"run_id": run.run_id, "items": manifest["items_loaded"], "report": str(report)}
+    return {"run_id": run.run_id, "items": manifest["items_loaded"], "report": report}
 
 
 @terminal_fails_fast

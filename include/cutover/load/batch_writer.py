@@ -20,6 +20,7 @@ from cutover.load.dynamo_http import RETRYABLE_CODES, DynamoHttp
 from cutover.load.rate_limit import RateLimiter
 
 BATCH_ITEMS = 25  # BatchWriteItem limit; 25 x 400 KB stays under the 16 MB request limit
+_ALL_PROCESSED = b'{"UnprocessedItems":{}}'
 
 
 @dataclass
@@ -152,19 +153,23 @@ class BatchWriter:
                 reply = self.http.post("BatchWriteItem", batch_body(table, pending))
             except TransientError:
                 reply = None
-            stats.add(requests=1)
             if reply is None:
-                stats.add(throttles=1)  # connection dropped: same remedy as throttling
+                stats.add(requests=1, throttles=1)  # connection dropped: same as throttling
             elif reply.status == 200:
-                unprocessed = reply.json().get("UnprocessedItems", {}).get(table, [])
-                stats.add(items=len(pending) - len(unprocessed))
-                if not unprocessed:
+                if reply.body == _ALL_PROCESSED:  # the usual answer: no need to parse it
+                    stats.add(items=len(pending), requests=1)
                     return
+                unprocessed = reply.json().get("UnprocessedItems", {}).get(table, [])
+                if not unprocessed:
+                    stats.add(items=len(pending), requests=1)
+                    return
+                stats.add(items=len(pending) - len(unprocessed), requests=1)
                 pending = [json.dumps(r["PutRequest"]["Item"]) for r in unprocessed]
                 stats.add(retried=len(pending))
             elif reply.error_code in RETRYABLE_CODES or reply.status >= 500:
-                stats.add(throttles=1)
+                stats.add(requests=1, throttles=1)
             else:
+                stats.add(requests=1)
                 raise TerminalError(
                     f"DynamoDB refused a batch of {len(pending)} items for table {table!r}: "
                     f"{reply.error_code or reply.status} "

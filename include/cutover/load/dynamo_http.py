@@ -1,6 +1,8 @@
 """A lean DynamoDB JSON-protocol client: pre-serialized bodies, SigV4-signed by botocore,
-posted over keep-alive HTTP. Client CPU per item decides load throughput (see DESIGN.md), so
-the hot path skips boto3's model-driven serialization and parsing."""
+posted over keep-alive HTTP (the stdlib's ``http.client``). Client CPU per item decides load
+throughput (see DESIGN.md), so the hot path skips boto3's model-driven serialization and
+parsing; what is left is botocore's signer (one ``SigV4Auth`` per thread, built again only
+when the credentials change) and one ``http.client`` connection per thread."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from cutover.errors import TerminalError, TransientError
 from cutover.settings import Settings
@@ -31,6 +33,10 @@ RETRYABLE_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+
+SERVICE = "dynamodb"
+CONTENT_TYPE = "application/x-amz-json-1.0"
+TARGET_PREFIX = "DynamoDB_20120810."
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,37 @@ class Reply:
         return raw.rsplit("#", 1)[-1]
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class Prepared:
+    """One signed DynamoDB API call, ready to post: ``target`` (``BatchWriteItem``, …), the
+    signed headers and the body's bytes."""
+
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _PerThread:
+    """What one thread keeps: its signer (and the credentials it was built with), its
+    keep-alive connection, and what that connection did."""
+
+    __slots__ = ("conn", "credentials", "opened", "registered", "requests", "signer")
+
+    def __init__(self) -> None:
+        self.credentials: ReadOnlyCredentials | None = None
+        self.signer: SigV4Auth | None = None
+        self.conn: http.client.HTTPConnection | None = None
+        self.registered = False
+        self.opened = 0
+        self.requests = 0
+
+
 class DynamoHttp:
     """Thread-safe: each thread keeps its own keep-alive connection. The stdlib client is used
-    on purpose: per request it costs about a third of the CPU urllib3 does."""
+    on purpose: per request it costs about a third of the CPU urllib3 does.
+
+    ``request(target, body)`` signs one call (``Prepared``), ``send(prepared)`` posts it;
+    ``post`` is both. ``connections_opened`` and ``requests_sent`` count over all threads."""
 
     def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
         self.region = settings.region
@@ -72,49 +106,86 @@ class DynamoHttp:
             creds = Credentials("local", "local")
         self._credentials = creds
         self._timeout = timeout
+        url = urlsplit(self.endpoint)
+        self._host = url.hostname or ""
+        self._port = url.port
+        self._conn_class = (
+            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        )
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._threads: list[_PerThread] = []  # those whose connection may be open
         self._lock = threading.Lock()
+        self._closed_opened = 0
+        self._closed_requests = 0
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            url = urlsplit(self.endpoint)
-            cls = (
-                http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-            )
-            conn = cls(url.hostname or "", url.port, timeout=self._timeout)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
+    def _mine(self) -> _PerThread:
+        mine: _PerThread | None = getattr(self._local, "mine", None)
+        if mine is None:
+            mine = self._local.mine = _PerThread()
+        return mine
 
-    def post(self, target: str, body: str | bytes) -> Reply:
-        """POST one DynamoDB API call; network failures become ``TransientError``."""
+    @property
+    def connections_opened(self) -> int:
+        with self._lock:
+            return self._closed_opened + sum(t.opened for t in self._threads)
+
+    @property
+    def requests_sent(self) -> int:
+        with self._lock:
+            return self._closed_requests + sum(t.requests for t in self._threads)
+
+    def request(self, target: str, body: str | bytes) -> Prepared:
+        """One DynamoDB API call (``target``: ``BatchWriteItem``, …) signed by botocore."""
         data = body.encode() if isinstance(body, str) else body
-        request = AWSRequest(
+        mine = self._mine()
+        creds = self._credentials.get_frozen_credentials()
+        signer = mine.signer
+        if signer is None or creds != mine.credentials:  # first use, or rotated
+            signer = mine.signer = SigV4Auth(creds, SERVICE, self.region)
+            mine.credentials = creds
+        aws = AWSRequest(
             method="POST",
             url=self.endpoint,
             data=data,
-            headers={
-                "X-Amz-Target": f"DynamoDB_20120810.{target}",
-                "Content-Type": "application/x-amz-json-1.0",
-            },
+            headers={"X-Amz-Target": TARGET_PREFIX + target, "Content-Type": CONTENT_TYPE},
         )
-        SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(
-            request
-        )
-        conn = self._connection()
+        signer.add_auth(aws)
+        return Prepared(target, dict(aws.headers.items()), data)
+
+    def send(self, prepared: Prepared) -> Reply:
+        """Posts a call ``request()`` signed; network failures become ``TransientError``."""
+        mine = self._mine()
+        conn = mine.conn
+        if conn is None:
+            conn = mine.conn = self._conn_class(self._host, self._port, timeout=self._timeout)
+        if conn.sock is None:  # http.client connects on this request
+            if not mine.registered:
+                with self._lock:
+                    self._threads.append(mine)
+                    mine.registered = True
+            mine.opened += 1
+        mine.requests += 1
         try:
-            conn.request("POST", "/", body=data, headers=dict(request.headers.items()))
+            conn.request("POST", "/", body=prepared.body, headers=prepared.headers)
             response = conn.getresponse()
             return Reply(response.status, response.read())
         except (OSError, http.client.HTTPException) as exc:
             conn.close()  # reconnects on next use
             raise TransientError(f"DynamoDB at {self.endpoint} did not answer: {exc}") from None
 
+    def post(self, target: str, body: str | bytes) -> Reply:
+        """POST one DynamoDB API call; network failures become ``TransientError``."""
+        return self.send(self.request(target, body))
+
     def close(self) -> None:
+        """Closes every thread's connection (a thread that posts again reconnects); the
+        counters keep what was done."""
         with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+            for mine in self._threads:
+                self._closed_opened += mine.opened
+                self._closed_requests += mine.requests
+                mine.opened = mine.requests = 0
+                mine.registered = False
+                if mine.conn is not None:
+                    mine.conn.close()
+            self._threads.clear()

@@ -8,6 +8,7 @@ the contract's DAGs through Airflow; nothing here runs a stage itself."""
 from __future__ import annotations
 
 import logging
+import mimetypes
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,15 @@ def _store(entry: ContractEntry) -> Any:
     return store_for(settings_for_contract(entry.contract))
 
 
+def _storage(entry: ContractEntry) -> Any:
+    """The storage URL (``CUTOVER_STAGING``) of the contract's settings, as a ``Staging``:
+    its reports and the Data Docs are read from there."""
+    from cutover.airflow_connections import settings_for_contract
+    from cutover.extract.staging import Staging
+
+    return Staging(settings_for_contract(entry.contract).staging)
+
+
 def _guarded(entry: ContractEntry, build: Any) -> dict[str, Any]:
     """``build(store)``, or the entry with an error when the phase store cannot answer."""
     if entry.contract is None:
@@ -88,33 +98,42 @@ def _readable(user: Any) -> list[ContractEntry]:
 
 
 def _full(entry: ContractEntry) -> dict[str, Any]:
-    from cutover.stages import reports_dir
-
-    out = _guarded(entry, lambda store: detail(entry, store, reports_dir()))
+    out = _guarded(entry, lambda store: detail(entry, store, _storage(entry)))
     out["dags"] = entry.dag_ids
     out["runs"] = airflow_state.last_runs(entry.dag_ids)
     out["paused"] = airflow_state.paused(entry.dag_ids)
     out["approvals"] = airflow_state.pending_approvals(entry.dag_id("phase_gate"))
     out["data_docs"] = (
-        f"{PREFIX}/contracts/{entry.name}/datadocs/index.html" if _docs_root(entry.name) else None
+        f"{PREFIX}/contracts/{entry.name}/datadocs/index.html" if _docs_site(entry) else None
     )
     return out
 
 
-def _docs_root(name: str) -> Path | None:
-    """The Data Docs site the contract's last validation wrote to (GX reports its index as a
-    file:// URL), or None before any validation."""
-    from urllib.parse import unquote, urlparse
+def _docs_site(entry: ContractEntry) -> tuple[Any, str] | None:
+    """The storage URL and the folder in it (relative) of the Data Docs site the contract's
+    last validation wrote to (its report names the index's URI), or None before any
+    validation, when the index is not under the storage URL's ``gx/`` (another storage URL's
+    report) or when the storage cannot be read."""
+    import posixpath
 
     from cutover.panel.overview import read_report
-    from cutover.stages import reports_dir
 
-    report = read_report(reports_dir(), name, "validate") or {}
-    url = urlparse(str(report.get("data_docs") or ""))
-    if url.scheme != "file":
+    if entry.contract is None:
         return None
-    index = Path(unquote(url.path))
-    return index.parent if index.exists() else None
+    try:
+        staging = _storage(entry)
+        report = read_report(staging, entry.name, "validate") or {}
+        base = staging.uri("gx") + "/"
+        index = str(report.get("data_docs") or "")
+        if not index.startswith(base):
+            return None
+        relpath = "gx/" + index.removeprefix(base)
+        if not staging.is_file(relpath):
+            return None
+    except (CutoverError, OSError) as exc:
+        log.warning("no Data Docs for %s: %s", entry.name, exc)
+        return None
+    return staging, posixpath.dirname(relpath)
 
 
 def _templates() -> Any:
@@ -219,17 +238,22 @@ def create_app() -> FastAPI:
         access.require_read(user, entry)
         if not _belongs(entry.name, path):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{path} is not in {name}'s Data Docs")
-        root = _docs_root(entry.name)
-        if root is None:
+        site = _docs_site(entry)
+        if site is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} has no Data Docs yet")
+        staging, folder = site
         try:
-            file = datadocs.doc_file(root, path)
+            file = datadocs.doc_file(staging, folder, path)
+            data = staging.read_bytes(file)
         except CutoverError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-        if file.suffix == ".html":
-            page = datadocs.rewrite_html(file.read_text(encoding="utf-8"), f"{PREFIX}/assets")
+        except FileNotFoundError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{path} does not exist") from None
+        if file.endswith(".html"):
+            page = datadocs.rewrite_html(data.decode("utf-8"), f"{PREFIX}/assets")
             return HTMLResponse(page)
-        return FileResponse(file)
+        kind = mimetypes.guess_type(file)[0] or "application/octet-stream"
+        return Response(data, media_type=kind)
 
     @app.get("/assets/{path:path}")
     def docs_asset(path: str, user: User) -> Response:
@@ -254,12 +278,14 @@ def create_app() -> FastAPI:
 def _belongs(contract: str, path: str) -> bool:
     """Data Docs pages are shared by every contract's suites (named ``<contract>.<table>.
     <kind>``): a contract's readers get the index, the shared styles and its own suites'
-    pages."""
+    pages. GX 1.24 writes a suite's pages in a folder per dotted part of its name
+    (``validations/<contract>/<table>/<kind>/...``); a page named by the whole suite name
+    (``validations/<contract>.<table>.<kind>/...``) is the contract's too."""
     parts = path.split("/")
     if path in ("", "index.html") or parts[0] == "static":
         return True
-    return (
-        len(parts) > 1
-        and parts[0] in ("validations", "expectations")
-        and (parts[1].startswith(f"{contract}."))
-    )
+    if len(parts) < 2 or parts[0] not in ("validations", "expectations"):
+        return False
+    own = contract.split(".")
+    nested = parts[1 : 1 + len(own)] == own and len(parts) > 1 + len(own)
+    return nested or parts[1].startswith(f"{contract}.")

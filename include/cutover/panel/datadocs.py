@@ -13,6 +13,10 @@ Nothing on PyPI ships bootstrap-table (nor its filter-control extension and the
 script the page gets a small inline stand-in that draws the same columns and rows as a plain
 bootstrap table, sorted as GX asks, each row still linking to its page. What is lost: the
 search box, the per-column filters and paging; the dark theme (pages stay light).
+
+The site itself is read from the storage URL (``CUTOVER_STAGING``, ``file://`` or ``s3://``)
+through ``Staging``, the same reads for both; ``doc_file`` refuses what is not a plain path
+inside the site, and on a local disk a file that a symlink takes outside it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from cutover.errors import DataDocsNotFound
+
+if TYPE_CHECKING:
+    from cutover.extract.staging import Staging
 
 
 @dataclass(frozen=True)
@@ -298,11 +306,25 @@ def asset_file(name: str) -> Path:
     return _file_inside(_root_dir(parts[0]), parts[1:], "Data Docs asset")
 
 
-def doc_file(site_root: Path, relpath: str) -> Path:
-    """A file of the Data Docs site under ``site_root``; a directory means its index.html."""
-    root = site_root.resolve()
+def doc_file(staging: Staging, site: str, relpath: str) -> str:
+    """The path, relative to the storage URL, of a file of the Data Docs site in the folder
+    ``site`` (relative to the storage URL too); a directory means its index.html."""
+    site_parts = tuple(p for p in site.split("/") if p)
     relpath = relpath or "index.html"
     parts = _clean_parts(relpath, "Data Docs page")
-    if root.joinpath(*parts).is_dir():
+    if staging.is_dir(*site_parts, *parts):
         parts = (*parts, "index.html")
-    return _file_inside(root, parts, "Data Docs page")
+    name = "/".join(parts)
+    root = staging.local_path(*site_parts)
+    if root is not None:  # a local disk: refuse what a symlink takes outside the site
+        root = root.resolve()
+        if not root.joinpath(*parts).resolve().is_relative_to(root):
+            raise DataDocsNotFound(f"Data Docs page `{name}` lies outside its directory")
+    if not staging.is_file(*site_parts, *parts):
+        raise DataDocsNotFound(f"Data Docs page `{name}` does not exist")
+    return "/".join((*site_parts, *parts))
+
+
+def read_doc(staging: Staging, site: str, relpath: str) -> bytes:
+    """The bytes of a file of the Data Docs site (see ``doc_file``)."""
+    return staging.read_bytes(doc_file(staging, site, relpath))

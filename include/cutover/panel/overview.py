@@ -10,13 +10,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cutover.contract.model import Contract
 from cutover.errors import CutoverError
 from cutover.phases.gate import REQUIRED, decide, evidence_age_hours, evidence_problems
 from cutover.phases.model import FLAGS, Phase
 from cutover.settings import Settings
+
+if TYPE_CHECKING:
+    from cutover.extract.staging import Staging
 
 log = logging.getLogger("cutover.panel")
 
@@ -111,15 +114,16 @@ def next_gate(contract: Contract, current: Phase, evidence: dict[str, Any]) -> d
     }
 
 
-def read_report(reports: Path, name: str, kind: str) -> dict[str, Any] | None:
-    path = reports / name / f"{kind}.json"
+def read_report(staging: Staging, name: str, kind: str) -> dict[str, Any] | None:
+    """The contract's last report of a stage from the storage URL; None before the first."""
+    from cutover.stages import report_parts
+
+    parts = report_parts(name, kind)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
+        return staging.read_json_if_exists(*parts)
     except (OSError, ValueError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return {"unreadable": f"{path.name}: {exc}"}
+        log.warning("cannot read %s: %s", staging.uri(*parts), exc)
+        return {"unreadable": f"{parts[-1]}: {exc}"}
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -277,7 +281,7 @@ def summary(entry: ContractEntry, store: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def detail(entry: ContractEntry, store: Any, reports: Path) -> dict[str, Any]:
+def detail(entry: ContractEntry, store: Any, reports: Staging) -> dict[str, Any]:
     """Everything the contract's page shows, but Airflow's runs and approvals."""
     out = summary(entry, store)
     if entry.contract is None:

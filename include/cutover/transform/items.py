@@ -21,6 +21,8 @@ from cutover.transform.attribute_values import (
 
 VERSION_ATTRIBUTE = "cutover_version"
 _EPOCH = dt.datetime(1970, 1, 1)
+# json.dumps with options builds an encoder per call; one built once encodes the same text
+_ITEM_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class _SourceBuilder:
         return Item(
             pk=_key_text(item[self.table.pk]),
             sk=_key_text(item[self.table.sk]) if self.table.sk else None,
-            body=json.dumps(item, ensure_ascii=False, separators=(",", ":")),
+            body=_ITEM_JSON(item),
             entity_type=self.source.entity_type,
             source_pk=str(row.get("__source_pk")),
             version=version,

@@ -14,13 +14,14 @@ import pandas as pd
 
 from cutover.contract.model import Contract, Table
 from cutover.db import connect
+from cutover.extract.staging import Staging
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 from cutover.validate.expected import expected_items
-from cutover.validate.export import export_table
+from cutover.validate.export import SCAN_TIMEOUT, export_segments
 from cutover.validate.independent import export_figures, plan_checks, source_figures
 from cutover.validate.parity import TableParity, compare_table
-from cutover.validate.suites import GxRunner, ensure_suites, suite_path
+from cutover.validate.suites import GxRunner, GxWorkspace, ensure_suites, suite_path
 
 log = logging.getLogger("cutover.validate")
 
@@ -79,9 +80,9 @@ def validate_table(
     expected_file = work / table.table / "expected.parquet"
     actual_dir = work / table.table / "actual"
     rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
-    http = DynamoHttp(settings)
+    http = DynamoHttp(settings, timeout=SCAN_TIMEOUT)
     try:
-        exported = export_table(http, table, settings.table_prefix + table.table, actual_dir)
+        export = export_segments(http, table, settings.table_prefix + table.table, actual_dir)
     finally:
         http.close()
     parity = compare_table(table.table, expected_file, actual_dir, sample=sample, max_keys=max_keys)
@@ -107,7 +108,8 @@ def validate_table(
     return {
         "table": table.table,
         "success": all(s["success"] for s in suites),
-        "exported_items": exported,
+        "exported_items": export.items,
+        "export": export.to_dict(),
         "quarantined_in_source": dict(rejected),
         "parity": parity.to_dict(),
         "independent_checks": {"total": len(checks), "failed": failed_checks},
@@ -129,7 +131,9 @@ def validate(
     if sample is not None and not 0 < sample <= 1:
         raise ValueError("--sample is a fraction in (0, 1]")
     ensure_suites(contract)
-    gx = gx_runner()
+    workspace = GxWorkspace(Staging(settings.staging))
+    workspace.pull()  # an s3:// storage URL: the GX project comes down to a local cache
+    gx = gx_runner(workspace.root)
     started = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="cutover-validate-") as tmp:
         results = [
@@ -137,6 +141,7 @@ def validate(
             for t in contract.tables
             if tables is None or t.table in tables
         ]
+    workspace.push()  # and its results and Data Docs go back up
     return {
         "contract": contract.name,
         "started_at": started.isoformat(),
@@ -144,14 +149,14 @@ def validate(
         "sample": sample,
         "success": all(t["success"] for t in results),
         "tables": results,
-        "data_docs": gx.docs_index(),
+        "data_docs": workspace.uri(gx.docs_index()),
     }
 
 
 @functools.cache
-def gx_runner() -> GxRunner:
-    """One GX context per process: building it costs seconds."""
-    return GxRunner()
+def gx_runner(root: Path) -> GxRunner:
+    """One GX context per process and project root: building it costs seconds."""
+    return GxRunner(root)
 
 
 def differing_keys(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

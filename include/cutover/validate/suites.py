@@ -1,20 +1,33 @@
 """Great Expectations is the engine of record: suites live in expectations/<contract>/ as
 JSON (generated from the contract when missing, then editable) and run with GX Core over the
-parity and independent-check figures; results land in GX's Data Docs."""
+parity and independent-check figures; results land in GX's Data Docs.
+
+The GX project (its stores, validation results and Data Docs site) lives under the storage
+URL, ``<CUTOVER_STAGING>/gx``, beside the staged files and the reports. GX's file context
+works on a local folder only (its stores and the site builder write with ``open()`` and
+``os``), so ``GxWorkspace`` gives it one: for ``file://`` the storage folder itself, for
+``s3://`` a local cache (``.local/cache/gx/<digest of the URL>``) synced down from
+``<storage>/gx`` before a validation and the files it wrote synced up after, so results and
+Data Docs end up at the storage URL either way. The expectation suites people edit stay in
+the project's expectations/ (``CUTOVER_EXPECTATIONS_DIR``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from cutover.contract.model import Contract, Table
+from cutover.extract.staging import Staging
 from cutover.settings import LOCAL_DIR, PROJECT_ROOT
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-GX_DIR = LOCAL_DIR / "gx"
+GX = "gx"  # the GX project's folder under the storage URL (GX's own name for it)
+GX_CACHE_DIR = LOCAL_DIR / "cache" / "gx"
 log = logging.getLogger("cutover.validate")
 
 
@@ -70,9 +83,64 @@ def expectations_dir() -> Path:
     return Path(os.environ.get("CUTOVER_EXPECTATIONS_DIR") or EXPECTATIONS_DIR)
 
 
-def gx_dir() -> Path:
-    """The GX file context (and its Data Docs): ``CUTOVER_GX_DIR``, else .local/gx."""
-    return Path(os.environ.get("CUTOVER_GX_DIR") or GX_DIR)
+class GxWorkspace:
+    """The local folder GX's file context works in for a storage URL (see the module doc):
+    ``root`` is the GX project root, whose ``gx/`` is ``<storage>/gx``."""
+
+    def __init__(self, staging: Staging) -> None:
+        self.staging = staging
+        local = staging.local_path()
+        self.synced = local is None
+        if local is None:
+            digest = hashlib.sha256(staging.url.encode()).hexdigest()[:16]
+            local = GX_CACHE_DIR / digest
+        self.root = local
+        self._pulled: dict[str, tuple[int, int]] = {}
+
+    def _local_files(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime) of every file of the local gx/, by path relative to it."""
+        folder = self.root / GX
+        return {
+            path.relative_to(folder).as_posix(): (stat.st_size, stat.st_mtime_ns)
+            for path in folder.rglob("*")
+            if path.is_file() and (stat := path.stat())
+        }
+
+    def pull(self) -> None:
+        """Bring the local folder up to date with ``<storage>/gx`` (an S3 storage URL: the
+        files missing here or of another size are downloaded)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.synced:
+            return
+        folder = self.root / GX
+        fetched = 0
+        for rel, size in self.staging.files(GX).items():
+            target = folder / rel
+            if not target.is_file() or target.stat().st_size != size:
+                self.staging.download(rel, target, GX)
+                fetched += 1
+        self._pulled = self._local_files()
+        log.debug("GX project: %d file(s) fetched from %s", fetched, self.staging.uri(GX))
+
+    def push(self) -> None:
+        """Upload to ``<storage>/gx`` the files GX wrote or changed since ``pull``."""
+        if not self.synced:
+            return
+        now = self._local_files()
+        changed = [rel for rel, stamp in now.items() if self._pulled.get(rel) != stamp]
+        for rel in changed:
+            self.staging.upload(self.root / GX / rel, rel, GX)
+        self._pulled = now
+        log.debug("GX project: %d file(s) written to %s", len(changed), self.staging.uri(GX))
+
+    def uri(self, local_url: str) -> str:
+        """The storage URI of a file GX names by its local ``file://`` URL (the Data Docs
+        index); "" for an empty URL."""
+        if not local_url:
+            return ""
+        path = Path(unquote(urlparse(local_url).path)).resolve()
+        rel = path.relative_to(self.root.resolve())
+        return self.staging.uri(*rel.parts)
 
 
 def suite_path(contract: Contract, table: Table, kind: str) -> Path:
@@ -93,10 +161,10 @@ def ensure_suites(contract: Contract) -> list[Path]:
 
 
 class GxRunner:
-    """One GX file context under .local/gx; validates pandas frames against suites."""
+    """One GX file context with its project root at ``root`` (a ``GxWorkspace``'s);
+    validates pandas frames against suites."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        root = root or gx_dir()
+    def __init__(self, root: Path) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations as gx
 
