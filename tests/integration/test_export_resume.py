@@ -12,19 +12,16 @@ page asked again from the same key) from a restart (a segment asked again from i
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
+from tests.fault_proxy import DynamoProxy
 
 from cutover.bench.synthetic import bench_contract
 from cutover.contract.model import Table
@@ -44,62 +41,34 @@ HOLD = 2.5  # how long the proxy holds back the reply of a "slow" page
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05, max_attempts=4)
 
 
-class SlowDynamo:
-    """A proxy in front of DynamoDB Local. The ``slow`` Scan calls ((segment, nth call of
-    that segment)) are served by DynamoDB Local but answered only after ``HOLD`` seconds.
-    ``calls`` records every Scan call as (segment, its ExclusiveStartKey or None)."""
+class SlowDynamo(DynamoProxy):
+    """The ``slow`` Scan calls ((segment, nth call of that segment)) are served by DynamoDB
+    Local but answered only after ``HOLD`` seconds. ``calls`` records every Scan call as
+    (segment, its ExclusiveStartKey or None)."""
 
     def __init__(self, upstream: str, slow: set[tuple[int, int]]) -> None:
-        self.upstream = urlsplit(upstream)
+        super().__init__(upstream)
         self.slow = set(slow)
         self.calls: list[tuple[int, str | None]] = []
         self.held: list[tuple[int, str | None]] = []
-        self._lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hold = False
-                if self.headers.get("X-Amz-Target", "").endswith(".Scan"):
-                    request = json.loads(body)
-                    segment = request["Segment"]
-                    start = request.get("ExclusiveStartKey")
-                    call = (segment, json.dumps(start, sort_keys=True) if start else None)
-                    with proxy._lock:
-                        proxy.calls.append(call)
-                        nth = sum(1 for s, _ in proxy.calls if s == segment)
-                        hold = (segment, nth) in proxy.slow
-                        if hold:
-                            proxy.held.append(call)
-                status, payload = proxy.forward(self.headers, body)
+    def answer(self, target: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        hold = False
+        if target == "Scan":
+            request = json.loads(body)
+            segment = request["Segment"]
+            start = request.get("ExclusiveStartKey")
+            call = (segment, json.dumps(start, sort_keys=True) if start else None)
+            with self.lock:
+                self.calls.append(call)
+                nth = sum(1 for s, _ in self.calls if s == segment)
+                hold = (segment, nth) in self.slow
                 if hold:
-                    time.sleep(HOLD)  # the client has given up on this page by now
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.0")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client closed the connection after its timeout
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def forward(self, headers: Any, body: bytes) -> tuple[int, bytes]:
-        # The client's signature covers the proxy's host; DynamoDB Local does not check it.
-        conn = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port)
-        keep = {k: v for k, v in headers.items() if k.lower() != "content-length"}
-        conn.request("POST", "/", body=body, headers=keep)
-        reply = conn.getresponse()
-        data = reply.read()
-        conn.close()
-        return reply.status, data
+                    self.held.append(call)
+        status, payload = self.forward(headers, body)
+        if hold:
+            time.sleep(HOLD)  # the client has given up on this page by now
+        return status, payload
 
     def segment_calls(self, segment: int) -> list[str | None]:
         return [start for s, start in self.calls if s == segment]
@@ -161,18 +130,14 @@ def _table_keys(ddb: Any, name: str, pk: str) -> set[str]:
 def _export(
     settings: Settings, table: Table, name: str, out_dir: Path, slow: set[tuple[int, int]]
 ) -> tuple[ExportStats, SlowDynamo]:
-    proxy = SlowDynamo(settings.dynamodb_endpoint or "", slow)
-    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
-    thread.start()
-    client = DynamoHttp(replace(settings, dynamodb_endpoint=proxy.url), timeout=CLIENT_TIMEOUT)
-    try:
-        stats = export_segments(
-            client, table, name, out_dir, SEGMENTS, page_limit=PAGE_LIMIT, backoff=FAST_BACKOFF
-        )
-    finally:
-        client.close()
-        proxy.server.shutdown()
-        proxy.server.server_close()
+    with SlowDynamo(settings.dynamodb_endpoint or "", slow) as proxy:
+        client = DynamoHttp(replace(settings, dynamodb_endpoint=proxy.url), timeout=CLIENT_TIMEOUT)
+        try:
+            stats = export_segments(
+                client, table, name, out_dir, SEGMENTS, page_limit=PAGE_LIMIT, backoff=FAST_BACKOFF
+            )
+        finally:
+            client.close()
     return stats, proxy
 
 

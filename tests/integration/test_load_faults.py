@@ -1,25 +1,23 @@
 """The loader under faults that DynamoDB Local never produces by itself.
 
-A faulty endpoint (a real HTTP server on loopback, in front of the real DynamoDB Local)
-answers some BatchWriteItem calls with ThrottlingException and forwards only part of
-others, returning the rest as UnprocessedItems — exactly what DynamoDB does under load.
-It is a fault injector, not a mock: every item that arrives is written by DynamoDB Local.
+A faulty endpoint (``tests.fault_proxy``: a real HTTP server on loopback, in front of the
+real DynamoDB Local) answers some BatchWriteItem calls with ThrottlingException and forwards
+only part of others, returning the rest as UnprocessedItems — exactly what DynamoDB does under
+load. Throttling cannot be produced for real on DynamoDB Local, hence the injector; every item
+that arrives is written by DynamoDB Local.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import itertools
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from tests.fault_proxy import DynamoProxy
 
 from cutover.load.batch_writer import Backoff, BatchWriter
 from cutover.load.dynamo_http import DynamoHttp
@@ -28,78 +26,48 @@ from cutover.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-class FaultyDynamo:
+class FaultyDynamo(DynamoProxy):
     """Of the BatchWriteItem bodies it has not seen before, every 3rd is throttled and, of the
     others, every 2nd keeps back the last third of its items as UnprocessedItems. A body seen
     before is forwarded whole, so every batch gets through within a few attempts whatever the
     threads' interleaving: the test cannot fail on the loader's attempt limit by chance."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
+        super().__init__(upstream)
         self.throttled = 0
         self.held_back = 0
         self._calls = itertools.count(1)
         self._seen: set[bytes] = set()
-        self._lock = threading.Lock()
-        faulty = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                target = self.headers.get("X-Amz-Target", "")
-                batch = target.endswith("BatchWriteItem")
-                digest = hashlib.sha256(json.dumps(_keys(body)).encode()).digest()
-                with faulty._lock:
-                    fresh = batch and digest not in faulty._seen
-                    faulty._seen.add(digest)
-                    call = next(faulty._calls) if fresh else 1
-                if fresh and call % 3 == 0:
-                    with faulty._lock:
-                        faulty.throttled += 1
-                    code = "com.amazonaws.dynamodb.v20120810#ThrottlingException"
-                    self._reply(400, {"__type": code, "message": "Rate exceeded"})
-                    return
-                held: dict[str, list[Any]] = {}
-                if fresh and call % 2 == 0:
-                    request = json.loads(body)
-                    for table, writes in request["RequestItems"].items():
-                        keep = len(writes) - len(writes) // 3
-                        if keep < len(writes):
-                            held[table] = writes[keep:]
-                            request["RequestItems"][table] = writes[:keep]
-                            with faulty._lock:
-                                faulty.held_back += len(writes) - keep
-                    body = json.dumps(request).encode()
-                status, payload = faulty.forward(self.headers, body)
-                if held and status == 200:
-                    answer = json.loads(payload)
-                    answer.setdefault("UnprocessedItems", {}).update(held)
-                    payload = json.dumps(answer).encode()
-                self._reply(status, payload)
-
-            def _reply(self, status: int, payload: Any) -> None:
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def forward(self, headers: Any, body: bytes) -> tuple[int, bytes]:
-        # The loader's signature covers the faulty host; DynamoDB Local does not check it.
-        conn = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port)
-        keep = {k: v for k, v in headers.items() if k.lower() != "content-length"}
-        conn.request("POST", "/", body=body, headers=keep)
-        reply = conn.getresponse()
-        data = reply.read()
-        conn.close()
-        return reply.status, data
+    def answer(self, target: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        if target != "BatchWriteItem":
+            return self.forward(headers, body)
+        digest = hashlib.sha256(json.dumps(_keys(body)).encode()).digest()
+        with self.lock:
+            fresh = digest not in self._seen
+            self._seen.add(digest)
+            call = next(self._calls) if fresh else 1
+            if fresh and call % 3 == 0:
+                self.throttled += 1
+                code = "com.amazonaws.dynamodb.v20120810#ThrottlingException"
+                return 400, json.dumps({"__type": code, "message": "Rate exceeded"}).encode()
+        held: dict[str, list[Any]] = {}
+        if fresh and call % 2 == 0:
+            request = json.loads(body)
+            for table, writes in request["RequestItems"].items():
+                keep = len(writes) - len(writes) // 3
+                if keep < len(writes):
+                    held[table] = writes[keep:]
+                    request["RequestItems"][table] = writes[:keep]
+                    with self.lock:
+                        self.held_back += len(writes) - keep
+            body = json.dumps(request).encode()
+        status, payload = self.forward(headers, body)
+        if held and status == 200:
+            answer = json.loads(payload)
+            answer.setdefault("UnprocessedItems", {}).update(held)
+            payload = json.dumps(answer).encode()
+        return status, payload
 
 
 def _keys(body: bytes) -> list[Any]:
@@ -117,11 +85,8 @@ def _keys(body: bytes) -> list[Any]:
 
 @pytest.fixture
 def faulty(settings: Settings) -> Iterator[FaultyDynamo]:
-    proxy = FaultyDynamo(settings.dynamodb_endpoint or "")
-    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    proxy.server.shutdown()
+    with FaultyDynamo(settings.dynamodb_endpoint or "") as proxy:
+        yield proxy
 
 
 @pytest.fixture
