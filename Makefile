@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV  := .venv/bin
 # The test suite gets its own DynamoDB Local on 8001, in memory: fast, and never mixed with
 # the data of `make demo` on 8000.
+# Two pytest-xdist workers, each taking whole modules (tests/conftest.py orders them longest
+# first); every worker is a session of its own, with its own prefix, databases and Airflow home.
+TEST_WORKERS ?= 2
 TEST_ENV := CUTOVER_DYNAMODB_ENDPOINT=http://127.0.0.1:8001 CUTOVER_MYSQL_URL=mysql://root@127.0.0.1:3306/shop
 
 .PHONY: setup up down status demo test lint bench airflow cluster cluster-down
@@ -24,7 +27,7 @@ demo: setup
 
 test: setup
 	@export $(TEST_ENV) && source scripts/local.env && $(VENV)/cutover up --in-memory \
-	  && $(VENV)/ruff check . && $(VENV)/pytest -q --durations=15
+	  && $(VENV)/ruff check . && $(VENV)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	@$(VENV)/ruff check . && $(VENV)/ruff format --check .

@@ -411,16 +411,19 @@ def _kill_quietly(pid: int) -> None:
 
 class PrivateDynamoDB(_PrivateServer):
     """A DynamoDB Local of one test's own, on a free port, its tables on disk under
-    ``directory`` (``-dbPath``, not ``-inMemory``), so they survive stop()/start().
+    ``directory`` (``-dbPath``, not ``-inMemory``), so they survive stop()/start(); or, with
+    ``in_memory``, kept in memory (faster, lost on stop).
 
     It is cutover's own ``DynamoLocal`` with a private ``state_dir``: its pid file, log and
     data are there, and stop() acts on that pid only, never on the suite's DynamoDB Local.
     """
 
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, port: int | None = None, *, in_memory: bool = False
+    ) -> None:
         self.directory = (directory or _new_directory("dynamodb")).resolve()
         self.port = _remembered_port(self.directory, port)
-        self.local = DynamoLocal(port=self.port, state_dir=self.directory, in_memory=False)
+        self.local = DynamoLocal(port=self.port, state_dir=self.directory, in_memory=in_memory)
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -433,9 +436,14 @@ class PrivateDynamoDB(_PrivateServer):
             pid = int(self.local.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _alive(pid) and str(self.local.data_dir) in _cmdline(pid):
-            return pid
-        return None
+        cmdline = _cmdline(pid)
+        # on disk its data folder names it; in memory its port (the folder is not passed)
+        ours = (
+            "-inMemory" in cmdline and str(self.port) in cmdline
+            if self.local.in_memory
+            else str(self.local.data_dir) in cmdline
+        )
+        return pid if _alive(pid) and ours else None
 
     def start(self, timeout: float = 60) -> None:
         """Start DynamoDB Local unless it runs; return once its port answers."""
