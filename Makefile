@@ -27,7 +27,7 @@ demo: setup
 
 test: setup
 	@export $(TEST_ENV) && source scripts/local.env && $(VENV)/cutover up --in-memory \
-	  && $(VENV)/ruff check . && $(VENV)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	  && $(VENV)/ruff check . && $(VENV)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	@$(VENV)/ruff check . && $(VENV)/ruff format --check .

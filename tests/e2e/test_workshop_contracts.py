@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.s3_server import S3Storage
 
 from cutover.aws import dynamodb_client
 from cutover.backfill.driver import backfill
@@ -39,14 +40,14 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 @pytest.fixture(scope="module")
 def world(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], Settings]]:
+) -> Iterator[Callable[..., Settings]]:
     """Makes isolated worlds: their own database, table prefix, suites and storage URL (with
     the staged files, the reports and the GX project)."""
     made: list[tuple[Settings, str]] = []
     saved = {k: os.environ.get(k) for k in ("CUTOVER_EXPECTATIONS_DIR",)}
     os.environ["CUTOVER_EXPECTATIONS_DIR"] = str(tmp_path_factory.mktemp("expectations"))
 
-    def make(tag: str) -> Settings:
+    def make(tag: str, staging: str | None = None) -> Settings:
         name = f"cutover_{tag}_{uuid.uuid4().hex[:8]}"
         admin = connect(settings.mysql, database=False)
         query(admin, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
@@ -54,7 +55,7 @@ def world(
         w = replace(
             settings,
             mysql=settings.mysql.with_database(name),
-            staging=tmp_path_factory.mktemp(f"staging_{tag}").as_uri(),
+            staging=staging or tmp_path_factory.mktemp(f"staging_{tag}").as_uri(),
             table_prefix=f"{settings.table_prefix}{tag}_",
         )
         made.append((w, name))
@@ -101,9 +102,11 @@ def _item(w: Settings, table: str, key: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_workshop_contract_lints_to_its_real_faults_and_migrates_once_fixed(
-    world: Callable[[str], Settings], tmp_path: Path
+    world: Callable[..., Settings], tmp_path: Path, s3_storage_url: S3Storage
 ) -> None:
-    w = world("ws")
+    """Its storage is an ``s3://`` URL (moto's server on loopback): the staged Parquet and
+    the GX project of a contract nobody here wrote go to the bucket like the sample's."""
+    w = world("ws", f"{s3_storage_url.url}/workshop")
     counts = load_workshop(w, WORKSHOP / "schema.sql", scale=1, seed=11)
     original = load_contract(WORKSHOP / "migrationContract.json")
 
@@ -136,6 +139,9 @@ def test_the_workshop_contract_lints_to_its_real_faults_and_migrates_once_fixed(
         "Users.USER", "Users.CART", "Users.ORDER", "Products.PRODUCTS", "Categories.CATEGORIES"
     }  # fmt: skip
     assert report["success"], json.dumps(report, default=str)[:3000]
+    keys = s3_storage_url.keys("workshop/")
+    assert any(k.endswith(".parquet") for k in keys), keys[:20]
+    assert any(k.startswith("workshop/gx/") and k.endswith("index.html") for k in keys), keys[:20]
 
     # the key attributes made the keys: a cart lives under its user's email
     conn = connect(w.mysql)
@@ -189,7 +195,7 @@ LIBRARY_ROWS = {
 
 
 def test_a_workshop_style_contract_without_cutover_section_migrates_with_full_parity(
-    world: Callable[[str], Settings],
+    world: Callable[..., Settings],
 ) -> None:
     w = world("lib")
     conn = connect(w.mysql)
