@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cutover.contract.model import Contract
+from cutover.contract.model import STORAGE_FOLDERS, Contract
 from cutover.errors import ContractError
 
 _UNION_TAGS = {
@@ -54,7 +54,15 @@ def parse_contract(data: Any, name: str = "contract") -> Contract:
     except ValidationError as exc:
         problems = [(json_path(e["loc"]), _message(e)) for e in exc.errors()]
         raise ContractError(problems) from None
-    return contract.model_copy(update={"name": contract.cutover.name or name})
+    final = contract.cutover.name or name
+    if final in STORAGE_FOLDERS:
+        where, origin = (
+            ("$.cutover.name", "") if contract.cutover.name else ("$", " (from its file name)")
+        )
+        raise ContractError([(where, f"the contract's name {final!r}{origin} is that of a "
+                              "folder cutover keeps at the root of the storage URL; set "
+                              "cutover.name to another name")])  # fmt: skip
+    return contract.model_copy(update={"name": final})
 
 
 def contract_name(path: Path) -> str:

@@ -240,6 +240,9 @@ class GatePolicy(_Model):
 
 
 CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
+# Folders at the root of the storage URL beside the contracts' own (cutover.stages.REPORTS and
+# cutover.validate.suites.GX): a contract of that name would write into them.
+STORAGE_FOLDERS = frozenset({"reports", "gx"})
 
 
 class ContractOptions(_Model):
