@@ -34,7 +34,16 @@ from cutover.validate.suites import GxWorkspace
 
 pytestmark = pytest.mark.integration
 
-SITE = "gx/uncommitted/data_docs/local_site"
+
+def _project(name: str) -> str:
+    """The contract's GX project under the storage URL (GX keeps it in a gx/ of its root)."""
+    return f"gx/{name}/gx"
+
+
+def _site(name: str) -> str:
+    return f"{_project(name)}/uncommitted/data_docs/local_site"
+
+
 SESSION_STAGING = os.environ["CUTOVER_STAGING"]  # tests/conftest.py's, a file:// one
 _SHRINK = [
     "DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE user_id > 50)",
@@ -120,7 +129,7 @@ def on_s3(
     migrated = _migrate(sample, s3_storage_url.url, tmp_path_factory.mktemp("s3_contract"))
     yield migrated
     _drop_tables(ddb, migrated.settings.table_prefix)
-    shutil.rmtree(GxWorkspace(migrated.staging).root, ignore_errors=True)
+    shutil.rmtree(GxWorkspace(migrated.staging, migrated.name).root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +152,16 @@ def _expected_layout(keys: list[str], m: Migrated) -> None:
         assert any(k.startswith(run + "quarantine/") for k in keys), keys
     for stage in ("prepare", "backfill", "validate"):
         assert f"reports/{m.name}/{stage}.json" in keys
-    assert "gx/great_expectations.yml" in keys
-    assert f"{SITE}/index.html" in keys
+    assert f"{_project(m.name)}/great_expectations.yml" in keys
+    assert f"{_site(m.name)}/index.html" in keys
+    # its own project: no other contract's GX files sit under gx/ of this storage URL
+    assert all(k.startswith(f"gx/{m.name}/") for k in keys if k.startswith("gx/")), keys
     # GX writes a suite's pages in a folder per dotted part of its name <contract>.<table>.<kind>
-    pages = [k for k in keys if k.startswith(f"{SITE}/validations/{m.name}/")]
-    site = [k for k in keys if k.startswith(SITE)]
+    pages = [k for k in keys if k.startswith(f"{_site(m.name)}/validations/{m.name}/")]
+    site = [k for k in keys if k.startswith(_site(m.name))]
     assert len(pages) >= len(m.contract.tables) * 2, site  # a parity and an independent suite
-    assert any(k.startswith(f"gx/uncommitted/validations/{m.name}/") for k in keys), keys
+    results = f"{_project(m.name)}/uncommitted/validations/{m.name}/"
+    assert any(k.startswith(results) for k in keys), keys
 
 
 def _nothing_written_locally(m: Migrated) -> None:
@@ -194,7 +206,7 @@ def _panel_serves_the_site(m: Migrated, monkeypatch: pytest.MonkeyPatch, tmp: Pa
     assert f"{m.name}." in index.text and "/migrations/assets/" in index.text
     page = next(
         k
-        for k in sorted(m.staging.files(*SITE.split("/")))
+        for k in sorted(m.staging.files(*_site(m.name).split("/")))
         if k.startswith(f"validations/{m.name}/") and k.endswith(".html")
     )
     assert client.get(f"{base}/{page}").status_code == 200
@@ -218,7 +230,7 @@ def test_every_file_of_a_migration_is_an_object_in_the_bucket(
     assert validate["success"], [t["parity"]["differences"][:3] for t in validate["tables"]]
     for stage, report in on_s3.reports.items():
         assert report["report"] == f"{s3_storage_url.url}/reports/{on_s3.name}/{stage}.json"
-    assert validate["data_docs"] == f"{s3_storage_url.url}/{SITE}/index.html"
+    assert validate["data_docs"] == f"{s3_storage_url.url}/{_site(on_s3.name)}/index.html"
     # what was written is what the stage returned
     written = on_s3.staging.read_json("reports", on_s3.name, "backfill.json")
     assert written["items_loaded"] == on_s3.reports["backfill"]["items_loaded"] > 0
@@ -231,7 +243,7 @@ def test_a_person_is_shown_the_s3_uris(on_s3: Migrated) -> None:
     assert f"reports:   {on_s3.url}/reports/{on_s3.name}/{{prepare,backfill,validate}}.json" in (
         text
     )
-    assert f"data docs: {on_s3.url}/{SITE}/index.html" in text
+    assert f"data docs: {on_s3.url}/{_site(on_s3.name)}/index.html" in text
 
 
 def test_validation_results_accumulate_in_the_bucket_without_the_local_cache(
@@ -239,18 +251,19 @@ def test_validation_results_accumulate_in_the_bucket_without_the_local_cache(
 ) -> None:
     """The GX project comes down from the bucket before a validation: with the local cache
     gone, a second validation's Data Docs still list the first one's results."""
-    runs = f"gx/uncommitted/validations/{on_s3.name}/{on_s3.contract.tables[0].table}/parity/"
+    table = on_s3.contract.tables[0].table
+    runs = f"{_project(on_s3.name)}/uncommitted/validations/{on_s3.name}/{table}/parity/"
     before = {k for k in s3_storage_url.keys(runs) if k.endswith(".json")}
     assert len(before) == 1, before
-    shutil.rmtree(GxWorkspace(on_s3.staging).root)
+    shutil.rmtree(GxWorkspace(on_s3.staging, on_s3.name).root)
     report = run_validate(on_s3.contract, on_s3.settings)
     after = {k for k in s3_storage_url.keys(runs) if k.endswith(".json")}
     assert len(after) == 2 and before < after, after
-    index = on_s3.staging.read_text(*SITE.split("/"), "index.html")
+    index = on_s3.staging.read_text(*_site(on_s3.name).split("/"), "index.html")
     for key in after:  # both results are listed by the rebuilt index
         run_name = key.split("/")[-3]
         assert run_name in index, run_name
-    assert report["data_docs"] == f"{on_s3.url}/{SITE}/index.html"
+    assert report["data_docs"] == f"{on_s3.url}/{_site(on_s3.name)}/index.html"
 
 
 def test_the_panel_serves_the_data_docs_from_the_bucket(
@@ -283,9 +296,12 @@ def test_a_file_url_gets_the_same_layout(on_disk: Migrated) -> None:
     _nothing_written_locally(on_disk)
     for stage, report in on_disk.reports.items():
         assert report["report"] == f"{on_disk.url}/reports/{on_disk.name}/{stage}.json"
-    assert on_disk.reports["validate"]["data_docs"] == f"{on_disk.url}/{SITE}/index.html"
+    assert (
+        on_disk.reports["validate"]["data_docs"]
+        == f"{on_disk.url}/{_site(on_disk.name)}/index.html"
+    )
     lines = demo_summary(on_disk.staging, on_disk.name, next_step=False)
-    assert f"data docs: {root}/{SITE}/index.html" in "\n".join(lines)
+    assert f"data docs: {root}/{_site(on_disk.name)}/index.html" in "\n".join(lines)
 
 
 def test_the_panel_serves_the_data_docs_from_a_file_url(

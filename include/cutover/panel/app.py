@@ -112,8 +112,8 @@ def _full(entry: ContractEntry) -> dict[str, Any]:
 def _docs_site(entry: ContractEntry) -> tuple[Any, str] | None:
     """The storage URL and the folder in it (relative) of the Data Docs site the contract's
     last validation wrote to (its report names the index's URI), or None before any
-    validation, when the index is not under the storage URL's ``gx/`` (another storage URL's
-    report) or when the storage cannot be read."""
+    validation, when the index is not in the contract's GX project ``gx/<contract>/`` (the
+    report of another storage URL or contract) or when the storage cannot be read."""
     import posixpath
 
     from cutover.panel.overview import read_report
@@ -123,11 +123,12 @@ def _docs_site(entry: ContractEntry) -> tuple[Any, str] | None:
     try:
         staging = _storage(entry)
         report = read_report(staging, entry.name, "validate") or {}
-        base = staging.uri("gx") + "/"
+        project = ("gx", entry.name)  # the contract's own GX project (validate.suites)
+        base = staging.uri(*project) + "/"
         index = str(report.get("data_docs") or "")
         if not index.startswith(base):
             return None
-        relpath = "gx/" + index.removeprefix(base)
+        relpath = "/".join(project) + "/" + index.removeprefix(base)
         if not staging.is_file(relpath):
             return None
     except (CutoverError, OSError) as exc:

@@ -131,7 +131,7 @@ def validate(
     if sample is not None and not 0 < sample <= 1:
         raise ValueError("--sample is a fraction in (0, 1]")
     ensure_suites(contract)
-    workspace = GxWorkspace(Staging(settings.staging))
+    workspace = GxWorkspace(Staging(settings.staging), contract.name)
     workspace.pull()  # an s3:// storage URL: the GX project comes down to a local cache
     gx = gx_runner(workspace.root)
     started = dt.datetime.now(dt.UTC)

@@ -2,13 +2,15 @@
 JSON (generated from the contract when missing, then editable) and run with GX Core over the
 parity and independent-check figures; results land in GX's Data Docs.
 
-The GX project (its stores, validation results and Data Docs site) lives under the storage
-URL, ``<CUTOVER_STAGING>/gx``, beside the staged files and the reports. GX's file context
-works on a local folder only (its stores and the site builder write with ``open()`` and
-``os``), so ``GxWorkspace`` gives it one: for ``file://`` the storage folder itself, for
-``s3://`` a local cache (``.local/cache/gx/<digest of the URL>``) synced down from
-``<storage>/gx`` before a validation and the files it wrote synced up after, so results and
-Data Docs end up at the storage URL either way. The expectation suites people edit stay in
+Each contract has a GX project of its own (its stores, validation results and Data Docs
+site) under the storage URL, ``<CUTOVER_STAGING>/gx/<contract>``, beside the staged files and
+the reports: a contract's Data Docs list its own suites and results only, and validations of
+two contracts never rebuild the same site. GX's file context works on a local folder only
+(its stores and the site builder write with ``open()`` and ``os``), so ``GxWorkspace`` gives
+it one: for ``file://`` the storage folder itself, for ``s3://`` a local cache
+(``.local/cache/gx/<digest of the URL and contract>``) synced down from the storage before a
+validation and the files it wrote synced up after, so results and Data Docs end up at the
+storage URL either way. The expectation suites people edit stay in
 the project's expectations/ (``CUTOVER_EXPECTATIONS_DIR``)."""
 
 from __future__ import annotations
@@ -84,54 +86,57 @@ def expectations_dir() -> Path:
 
 
 class GxWorkspace:
-    """The local folder GX's file context works in for a storage URL (see the module doc):
-    ``root`` is the GX project root, whose ``gx/`` is ``<storage>/gx``."""
+    """The local folder GX's file context works in for one contract at a storage URL (see
+    the module doc): ``root`` is the contract's GX project root, ``<storage>/gx/<contract>``
+    (GX keeps its project in a ``gx/`` folder of that root)."""
 
-    def __init__(self, staging: Staging) -> None:
+    def __init__(self, staging: Staging, contract: str) -> None:
         self.staging = staging
+        self.folder = (GX, contract)  # the project root, relative to the storage URL
         local = staging.local_path()
         self.synced = local is None
         if local is None:
-            digest = hashlib.sha256(staging.url.encode()).hexdigest()[:16]
-            local = GX_CACHE_DIR / digest
-        self.root = local
+            digest = hashlib.sha256(f"{staging.url}\0{contract}".encode()).hexdigest()[:16]
+            self.root = GX_CACHE_DIR / digest
+        else:
+            self.root = local.joinpath(*self.folder)
         self._pulled: dict[str, tuple[int, int]] = {}
 
     def _local_files(self) -> dict[str, tuple[int, int]]:
-        """(size, mtime) of every file of the local gx/, by path relative to it."""
-        folder = self.root / GX
+        """(size, mtime) of every file of the local project, by path relative to its root."""
         return {
-            path.relative_to(folder).as_posix(): (stat.st_size, stat.st_mtime_ns)
-            for path in folder.rglob("*")
+            path.relative_to(self.root).as_posix(): (stat.st_size, stat.st_mtime_ns)
+            for path in self.root.rglob("*")
             if path.is_file() and (stat := path.stat())
         }
 
     def pull(self) -> None:
-        """Bring the local folder up to date with ``<storage>/gx`` (an S3 storage URL: the
-        files missing here or of another size are downloaded)."""
+        """Bring the local folder up to date with ``<storage>/gx/<contract>`` (an S3 storage
+        URL: the files missing here or of another size are downloaded)."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.synced:
             return
-        folder = self.root / GX
         fetched = 0
-        for rel, size in self.staging.files(GX).items():
-            target = folder / rel
+        for rel, size in self.staging.files(*self.folder).items():
+            target = self.root / rel
             if not target.is_file() or target.stat().st_size != size:
-                self.staging.download(rel, target, GX)
+                self.staging.download(rel, target, *self.folder)
                 fetched += 1
         self._pulled = self._local_files()
-        log.debug("GX project: %d file(s) fetched from %s", fetched, self.staging.uri(GX))
+        log.debug("GX project: %d file(s) fetched from %s", fetched, self.staging.uri(*self.folder))
 
     def push(self) -> None:
-        """Upload to ``<storage>/gx`` the files GX wrote or changed since ``pull``."""
+        """Upload to ``<storage>/gx/<contract>`` the files GX wrote or changed since ``pull``."""
         if not self.synced:
             return
         now = self._local_files()
         changed = [rel for rel, stamp in now.items() if self._pulled.get(rel) != stamp]
         for rel in changed:
-            self.staging.upload(self.root / GX / rel, rel, GX)
+            self.staging.upload(self.root / rel, rel, *self.folder)
         self._pulled = now
-        log.debug("GX project: %d file(s) written to %s", len(changed), self.staging.uri(GX))
+        log.debug(
+            "GX project: %d file(s) written to %s", len(changed), self.staging.uri(*self.folder)
+        )
 
     def uri(self, local_url: str) -> str:
         """The storage URI of a file GX names by its local ``file://`` URL (the Data Docs
@@ -140,7 +145,7 @@ class GxWorkspace:
             return ""
         path = Path(unquote(urlparse(local_url).path)).resolve()
         rel = path.relative_to(self.root.resolve())
-        return self.staging.uri(*rel.parts)
+        return self.staging.uri(*self.folder, *rel.parts)
 
 
 def suite_path(contract: Contract, table: Table, kind: str) -> Path:
