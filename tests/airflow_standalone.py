@@ -194,13 +194,39 @@ def trigger_and_answer(
                        lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"])  # fmt: skip
     assert details[0]["task_instance"]["task_id"] == "approve"
     assert expect_in_body in details[0]["body"]  # the evidence is shown to the approver
-    # Answer only once the scheduler has parked the task (state "awaiting_input"), and as
-    # a person would, not within the same second: an earlier answer makes Airflow 3.3 fail
-    # the resumed task ("finished with state success, but ... queued").
+    # Answer only once the task awaits input and the scheduler has since gone round its loop
+    # twice, as a person would answer, not within the same second. An answer that comes
+    # before the scheduler has processed the executor's event of the deferral makes Airflow
+    # 3.3 fail the resumed task ("finished with state success, but ... queued"); a fixed 3 s
+    # was not always enough on a loaded machine.
     api.wait("the approval task to await input", lambda: api.call(
         "GET", f"{path}/taskInstances/approve")["state"] == "awaiting_input")  # fmt: skip
-    time.sleep(3)
+    _scheduler_loops(api, 2)
     api.call("PATCH", f"{path}/taskInstances/approve/-1/hitlDetails",
              {"chosen_options": [option], "params_input": {}})  # fmt: skip
-    return str(api.wait("the run to finish", lambda: (
+    state = str(api.wait("the run to finish", lambda: (
         r := api.call("GET", path))["state"] in ("success", "failed") and r["state"]))  # fmt: skip
+    if state != "success":
+        print(f"\n{dag_id} run {run_id} ended {state}: {run_tasks(api, path)}")
+    return state
+
+
+def _scheduler_loops(api: Api, loops: int) -> None:
+    """Return once the scheduler's heartbeat (written from its loop) has changed ``loops``
+    times, i.e. it has gone round its loop since the call."""
+
+    def beat() -> str:
+        health = api.call("GET", "/api/v2/monitor/health")
+        return str(health["scheduler"]["latest_scheduler_heartbeat"])
+
+    seen = beat()
+    for _ in range(loops):
+        seen = api.wait("the scheduler's next heartbeat",
+                        lambda last=seen: (b := beat()) != last and b)  # fmt: skip
+
+
+def run_tasks(api: Api, path: str) -> list[tuple[str, Any, Any]]:
+    """(task, state, try) of each task instance of the DAG run at ``path``: what a failed
+    run's assertion shows."""
+    tasks = api.call("GET", f"{path}/taskInstances")["task_instances"]
+    return [(t["task_id"], t["state"], t["try_number"]) for t in tasks]
