@@ -117,13 +117,14 @@ def _docs_site(entry: ContractEntry) -> tuple[Any, str] | None:
     import posixpath
 
     from cutover.panel.overview import read_report
+    from cutover.validate.suites import project_folder
 
     if entry.contract is None:
         return None
     try:
         staging = _storage(entry)
         report = read_report(staging, entry.name, "validate") or {}
-        project = ("gx", entry.name)  # the contract's own GX project (validate.suites)
+        project = project_folder(entry.name)
         base = staging.uri(*project) + "/"
         index = str(report.get("data_docs") or "")
         if not index.startswith(base):

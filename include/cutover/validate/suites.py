@@ -85,6 +85,11 @@ def expectations_dir() -> Path:
     return Path(os.environ.get("CUTOVER_EXPECTATIONS_DIR") or EXPECTATIONS_DIR)
 
 
+def project_folder(contract: str) -> tuple[str, str]:
+    """The contract's GX project root, relative to the storage URL: ``gx/<contract>``."""
+    return (GX, contract)
+
+
 class GxWorkspace:
     """The local folder GX's file context works in for one contract at a storage URL (see
     the module doc): ``root`` is the contract's GX project root, ``<storage>/gx/<contract>``
@@ -92,7 +97,7 @@ class GxWorkspace:
 
     def __init__(self, staging: Staging, contract: str) -> None:
         self.staging = staging
-        self.folder = (GX, contract)  # the project root, relative to the storage URL
+        self.folder = project_folder(contract)
         local = staging.local_path()
         self.synced = local is None
         if local is None:
