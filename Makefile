@@ -6,7 +6,7 @@ VENV  := .venv/bin
 # Two pytest-xdist workers, each taking whole modules (tests/conftest.py orders them longest
 # first); every worker is a session of its own, with its own prefix, databases and Airflow home.
 TEST_WORKERS ?= 2
-TEST_ENV := CUTOVER_DYNAMODB_ENDPOINT=http://127.0.0.1:8001 CUTOVER_MYSQL_URL=mysql://root@127.0.0.1:3306/shop
+TEST_ENV := CUTOVER_DYNAMODB_ENDPOINT=http://127.0.0.1:8001 CUTOVER_MYSQL_URL=mysql://root@127.0.0.1:3307/shop
 
 .PHONY: setup up down status demo test lint bench airflow cluster cluster-down
 

@@ -1,5 +1,5 @@
 """Airflow DAGs of every contract in contracts/: prepare, backfill, validate, reconcile,
-phase_gate and rollback. Configuration only: the factory does the wiring."""
+sync, phase_gate and rollback. Configuration only: the factory does the wiring."""
 
 from cutover.dags.factory import build_all
 

@@ -14,30 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from cutover.errors import ServiceError
-from cutover.local.services import DynamoLocal, port_open
+from cutover.local.services import (
+    DynamoLocal,
+    MariaDBFiles,
+    port_open,
+    process_cmdline,
+)
 from cutover.settings import LOCAL_DIR
 
 HOST = "127.0.0.1"
 # Under the project, not pytest's tmp_path: /tmp/pytest-of-root is mode 0700, so the `mysql`
 # user that mariadbd switches to could not reach a data directory below it.
 DRILLS_DIR = LOCAL_DIR / "drills"
-MARIADBD = "/usr/sbin/mariadbd"
-# A unix socket path longer than this (sun_path, less its NUL) cannot be bound.
-_MAX_SOCKET_PATH = 107
 
 
 def free_port() -> int:
@@ -106,48 +107,6 @@ def _sigkill(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     if not _wait_gone(pid, 10):
         raise ServiceError(f"process {pid} survived SIGKILL")
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _reachable_by(user: str, path: Path) -> None:
-    """Raise unless ``user`` may enter every directory above ``path`` (mariadbd runs as it)."""
-    account = pwd.getpwnam(user)
-    groups = set(os.getgrouplist(user, account.pw_gid))
-    for parent in reversed(path.resolve().parents):
-        st = parent.stat()
-        if st.st_uid == account.pw_uid:
-            ok = bool(st.st_mode & stat.S_IXUSR)
-        elif st.st_gid in groups:
-            ok = bool(st.st_mode & stat.S_IXGRP)
-        else:
-            ok = bool(st.st_mode & stat.S_IXOTH)
-        if not ok:
-            raise ServiceError(
-                f"user {user} cannot enter {parent} (mode {stat.filemode(st.st_mode)}), so "
-                f"mariadbd could not reach {path}; use a directory under {DRILLS_DIR}"
-            )
-
-
-def _chown_tree(path: Path, user: str) -> None:
-    account = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        for entry in (root, *(os.path.join(root, name) for name in (*dirs, *files))):
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(entry, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
 
 class _PrivateServer:
@@ -221,7 +180,8 @@ class PrivateMariaDB(_PrivateServer):
     mariadb-install-db; root logs in over TCP with an empty password), ``mysqld.sock``,
     ``mysqld.pid``, ``error.log``, ``tmp/`` and ``port``. It reads no option file
     (``--no-defaults``), so /etc/mysql's port 3306 and /run/mysqld socket are never used, and
-    it is kept small (64M buffer pool, 16M redo log, no binary log).
+    it is kept small (64M buffer pool, 16M redo log, no binary log). ``options`` are added
+    after its own (a later option wins), e.g. ``["--log-bin=...", "--binlog-format=ROW"]``.
 
     ``stop()``, ``kill()`` and ``close()`` act on this server only: the shared one on 3306
     that other tests and users rely on is never touched.
@@ -230,31 +190,37 @@ class PrivateMariaDB(_PrivateServer):
     host = HOST
     user = "root"
 
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        port: int | None = None,
+        *,
+        options: Sequence[str] = (),
+    ) -> None:
         self.directory = (directory or _new_directory("mariadb")).resolve()
         self.port = _remembered_port(self.directory, port)
+        self.files = MariaDBFiles(self.directory)
+        self.extra_options = list(options)
         self._proc: subprocess.Popen[bytes] | None = None
-        # Run as root, mariadbd must switch to an unprivileged user; otherwise it runs as us.
-        self._os_user = "mysql" if os.geteuid() == 0 else None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # --- where things are ------------------------------------------------------------------
 
     @property
     def datadir(self) -> Path:
-        return self.directory / "data"
+        return self.files.datadir
 
     @property
     def socket(self) -> Path:
-        return self.directory / "mysqld.sock"
+        return self.files.socket
 
     @property
     def pid_file(self) -> Path:
-        return self.directory / "mysqld.pid"
+        return self.files.pid_file
 
     @property
     def log_file(self) -> Path:
-        return self.directory / "error.log"
+        return self.files.log_file
 
     def url(self, database: str) -> str:
         """The connection URL of ``database`` on this server (as in CUTOVER_MYSQL_URL)."""
@@ -275,7 +241,7 @@ class PrivateMariaDB(_PrivateServer):
             return None
         # A pid file left behind may name a recycled pid: trust it only if that process is a
         # mariadbd serving this very data directory.
-        if _alive(pid) and f"--datadir={self.datadir}" in _cmdline(pid):
+        if _alive(pid) and f"--datadir={self.datadir}" in process_cmdline(pid):
             return pid
         return None
 
@@ -284,22 +250,11 @@ class PrivateMariaDB(_PrivateServer):
         if self.running:
             self._wait_ready(timeout)
             return
-        if len(str(self.socket)) > _MAX_SOCKET_PATH:
-            raise ServiceError(f"socket path {self.socket} is too long; use a shorter directory")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "tmp").mkdir(exist_ok=True)
-        if self._os_user:
-            _reachable_by(self._os_user, self.directory)
-        self._install()
-        self.log_file.touch()
-        if self._os_user:
-            _chown_tree(self.directory, self._os_user)
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [MARIADBD, *self._options()],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+        self.files.prepare(
+            ["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+             "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M", "--skip-log-bin"]
+        )  # fmt: skip
+        self._proc = self.files.spawn(self._options())
         # Should the test process end without close(), do not leave a server behind.
         self._finalizer = weakref.finalize(self, _kill_quietly, self._proc.pid)
         self._wait_ready(timeout)
@@ -328,42 +283,14 @@ class PrivateMariaDB(_PrivateServer):
     # --- internals -------------------------------------------------------------------------
 
     def _options(self) -> list[str]:
-        user = [f"--user={self._os_user}"] if self._os_user else []
         return [
-            "--no-defaults",  # must come first: /etc/mysql/my.cnf is the shared server's
-            *user,
-            f"--datadir={self.datadir}",
-            f"--socket={self.socket}",
-            f"--pid-file={self.pid_file}",
-            f"--log-error={self.log_file}",
-            f"--tmpdir={self.directory / 'tmp'}",
-            f"--port={self.port}",
-            f"--bind-address={self.host}",
-            "--skip-name-resolve",
-            "--character-set-server=utf8mb4",
+            *self.files.options(self.host, self.port),
             "--collation-server=utf8mb4_general_ci",  # as the shared server's my.cnf has it
             "--skip-log-bin",
             "--innodb-buffer-pool-size=64M",
             "--innodb-log-file-size=16M",
+            *self.extra_options,
         ]
-
-    def _install(self) -> None:
-        if (self.datadir / "mysql").is_dir():
-            return
-        shutil.rmtree(self.datadir, ignore_errors=True)  # a half-done earlier attempt
-        self.datadir.mkdir(parents=True)
-        if self._os_user:
-            _chown_tree(self.directory, self._os_user)
-        user = [f"--user={self._os_user}"] if self._os_user else []
-        done = subprocess.run(
-            ["mariadb-install-db", "--no-defaults", *user, f"--datadir={self.datadir}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
-             "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M", "--skip-log-bin"],
-            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        if done.returncode != 0 or not (self.datadir / "mysql").is_dir():
-            raise ServiceError(f"mariadb-install-db failed in {self.datadir}: "
-                               f"{(done.stderr or done.stdout)[-2000:]}")  # fmt: skip
 
     def _wait_ready(self, timeout: float) -> None:
         import MySQLdb
@@ -373,7 +300,7 @@ class PrivateMariaDB(_PrivateServer):
         while time.monotonic() < deadline:
             if not self.running:
                 raise ServiceError(f"mariadbd in {self.directory} exited while starting:\n"
-                                   f"{_tail(self.log_file)}")  # fmt: skip
+                                   f"{self.files.tail()}")  # fmt: skip
             try:
                 conn = self.connect(connect_timeout=2)
             except MySQLdb.OperationalError as exc:
@@ -394,7 +321,7 @@ class PrivateMariaDB(_PrivateServer):
             return
         raise ServiceError(
             f"mariadbd in {self.directory} did not accept root over TCP on port {self.port} "
-            f"within {timeout:.0f}s ({last}):\n{_tail(self.log_file)}"
+            f"within {timeout:.0f}s ({last}):\n{self.files.tail()}"
         )
 
     def _release(self) -> None:
@@ -436,7 +363,7 @@ class PrivateDynamoDB(_PrivateServer):
             pid = int(self.local.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        cmdline = _cmdline(pid)
+        cmdline = process_cmdline(pid)
         # on disk its data folder names it; in memory its port (the folder is not passed)
         ours = (
             "-inMemory" in cmdline and str(self.port) in cmdline
@@ -473,7 +400,5 @@ class PrivateDynamoDB(_PrivateServer):
                             config=Config(**settings))  # fmt: skip
 
     def _release(self) -> None:
-        # DynamoLocal.down() alone would wait its full 20 s: up() dropped its Popen, so the
-        # exited JVM stays a zombie of this process, which kill(pid, 0) counts alive; the
-        # base stop() has terminated and reaped it, so down() only removes the pid file.
+        # the base stop() has terminated and reaped the JVM; down() only removes the pid file
         self.local.down()

@@ -254,8 +254,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"{load['throttles']} throttled"
     )
     print(f"quarantined: {manifest['quarantined']} {manifest['quarantine_reasons']}")
-    for source, why in manifest.get("catch_up", {}).get("unavailable", {}).items():
-        print(f"catch-up {source}: {why}")
+    handed = manifest.get("handoff") or {}
+    if handed.get("unavailable"):
+        print(f"handoff: {handed['unavailable']}")
+    elif handed:
+        print(
+            f"handoff: {handed['transactions']:,} transactions made during the backfill applied "
+            f"({handed['items_written']:,} items written, {handed['items_deleted']:,} deleted)"
+        )
     print(f"report: {shown(manifest['report'])}")
     if not manifest["gate"]["passed"]:
         print(
@@ -344,6 +350,52 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"repaired: {result['repaired']}")
     print(f"report: {shown(result['report'])}")
     return 0 if result["success"] else EXIT_FAILED
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """DynamoDB follows the binlog: until stopped (Ctrl-C, SIGTERM), ``--once`` up to the
+    binlog's end as it was at the start, ``--check`` the preflight alone."""
+    import signal
+    import threading
+
+    from cutover.contract.load import load_contract
+    from cutover.sync.mapper import DependencyIndex
+    from cutover.sync.preflight import preflight
+
+    contract = load_contract(args.contract)
+    settings = Settings.from_env()
+    index = DependencyIndex(contract)
+    problems = preflight(settings.mysql, sorted(index.tables()))
+    for problem in problems:
+        print(f"preflight: {problem.line}", file=sys.stderr)
+    for reader in index.fallbacks():
+        print(f"note: {reader.entity.name} is derived again in full when {reader.table} "
+              f"changes ({reader.why})", file=sys.stderr)  # fmt: skip
+    if args.check:
+        if not problems:
+            print(f"preflight: the binlog of {settings.mysql.url} has what the sync needs")
+        return EXIT_FAILED if problems else 0
+    if problems:
+        return EXIT_FAILED
+    from cutover.sync.runner import run_sync
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    report = run_sync(contract, settings, once=args.once, max_seconds=args.max_seconds,
+                      stop=stop)  # fmt: skip
+    position = report["position"] or {}
+    print(
+        f"sync {contract.name}: {report['transactions']:,} transactions, "
+        f"{report['items_written']:,} items written, {report['items_deleted']:,} deleted, "
+        f"{report['kept_newer']:,} kept newer, {report['rejected']:,} rejected, "
+        f"{report['fallbacks']:,} full re-derivations; "
+        f"at {position.get('file')}:{position.get('offset')}"
+        + (f" (GTID {position['gtid']})" if position.get("gtid") else "")
+        + f"; lag {report['lag_seconds']:.1f} s, {report['events_behind']:,} transactions "
+        f"and {report['bytes_behind']:,} bytes behind"
+    )
+    return 0
 
 
 def cmd_outbox_replay(args: argparse.Namespace) -> int:
@@ -603,6 +655,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--max-keys", type=int, default=50, help="differing keys listed per table")
+
+    p = add("sync", cmd_sync, "DynamoDB follows MySQL's binlog (until stopped, or --once)")
+    p.add_argument("contract", help="path of the contract JSON")
+    p.add_argument("--once", action="store_true",
+                   help="apply up to the binlog's end as it is now, then exit 0")  # fmt: skip
+    p.add_argument("--check", action="store_true",
+                   help="only check the server's binlog settings and privileges")  # fmt: skip
+    p.add_argument("--max-seconds", type=float, help="stop after this long")
 
     outbox = sub.add_parser("outbox", help="the routing layer's outboxes")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")

@@ -29,7 +29,7 @@ from cutover.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = PROJECT_ROOT / ".local"
-DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/shop"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3307/shop"
 LOCAL_DYNAMODB_ENDPOINT = "http://127.0.0.1:8000"
 
 
@@ -47,13 +47,13 @@ class MySQLSettings:
         if parsed.scheme not in ("mysql", "mariadb", "mysql+mysqldb"):
             raise ConfigError(
                 f"CUTOVER_MYSQL_URL {url!r} must start with mysql://, "
-                "e.g. mysql://root@127.0.0.1:3306/shop"
+                "e.g. mysql://root@127.0.0.1:3307/shop"
             )
         database = parsed.path.lstrip("/")
         if not database:
             raise ConfigError(
                 f"CUTOVER_MYSQL_URL {url!r} names no database; add one after the port, "
-                "e.g. mysql://root@127.0.0.1:3306/shop"
+                "e.g. mysql://root@127.0.0.1:3307/shop"
             )
         return cls(
             host=parsed.hostname or "127.0.0.1",

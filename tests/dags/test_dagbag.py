@@ -1,4 +1,4 @@
-"""The DAG folder parses without errors, every contract yields its six DAGs, and parsing does
+"""The DAG folder parses without errors, every contract yields its seven DAGs, and parsing does
 no work: no heavy imports, no network, no database."""
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from cutover.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.dags
 
-SUFFIXES = {"prepare", "backfill", "validate", "reconcile", "phase_gate", "rollback"}
+SUFFIXES = {"prepare", "backfill", "validate", "reconcile", "sync", "phase_gate", "rollback"}
 # boto3 is not listed: declaring any Asset makes Airflow load every provider's asset-URI
 # handlers (the amazon provider's import boto3), as its DAG processor has done anyway.
-HEAVY = ("pandas", "pyarrow", "great_expectations", "duckdb", "MySQLdb", "connectorx", "sqlglot")
+# The sync's modules and its binlog client are imported by its task only.
+HEAVY = ("pandas", "pyarrow", "great_expectations", "duckdb", "MySQLdb", "connectorx", "sqlglot",
+         "pymysqlreplication", "cutover.sync", "cutover.sync.runner")  # fmt: skip
 
 
 def _three_contracts(tmp_path: Path) -> Path:
@@ -45,7 +47,7 @@ def test_dagbag_has_no_import_errors_and_every_contract_yields_its_dags(tmp_path
     backfill = bag.dags["shop_eu__backfill"]
     assert backfill is not None
     assert {"plan", "extract", "transform", "check_duplicates", "load",
-            "catch_up_and_finish"} <= set(backfill.task_ids)  # fmt: skip
+            "handoff_and_finish"} <= set(backfill.task_ids)  # fmt: skip
     assert all(dag.doc_md and "cutover" in dag.tags for dag in bag.dags.values())
     validate = bag.dags["shop_eu__validate"]
     assert "cutover://shop_eu/backfill" in repr(validate.timetable.asset_condition)
@@ -78,6 +80,24 @@ def test_the_sample_contract_yields_its_dags() -> None:
     assert reconcile.timetable.expression == "0 2 * * *"
 
 
+def test_the_sync_dag_runs_every_minute_one_bounded_run_at_a_time() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cutover.dags import tasks
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    sync = bag.dags["ecommerce__sync"]
+    assert sync.timetable.expression == "* * * * *"
+    assert sync.max_active_runs == 1 and not sync.catchup
+    assert {"cutover", "ecommerce"} <= set(sync.tags)
+    (only,) = sync.tasks
+    assert only.task_id == "sync"
+    assert only.retries == 3  # transient errors retry; terminal ones fail fast in the task
+    assert tasks.SYNC_TASK_SECONDS == 50
+    # the run stops itself well before the timeout that frees the slot of a hung one
+    assert only.execution_timeout.total_seconds() > tasks.SYNC_TASK_SECONDS
+
+
 PARSE_PROBE = """
 import socket, sys
 def refuse(*args, **kwargs):
@@ -101,5 +121,5 @@ def test_parsing_imports_nothing_heavy_and_opens_no_connection(tmp_path: Path) -
                             env=env, capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     count, _, heavy = result.stdout.strip().splitlines()[-1].partition(" ")
-    assert int(count) == 18
+    assert int(count) == 21  # 3 contracts x 7 DAGs
     assert heavy.strip() == "", f"imported at parse time: {heavy}"

@@ -132,7 +132,7 @@ def _printed(stdout: str) -> dict[str, str]:
 def test_bench_reports_every_figure_measured_and_positive(bench: tuple[dict, str]) -> None:
     figures, stdout = bench
     assert figures["rows"] == ROWS and figures["workers"] == 2
-    assert figures["dags_parsed"] == 18  # 3 contracts x 6 DAGs
+    assert figures["dags_parsed"] == 21  # 3 contracts x 7 DAGs
     missing = [k for k in (*FIGURES, *RATIOS) if k not in figures]
     assert not missing, f"figures not reported: {missing}"
     not_positive = {k: figures[k] for k in (*FIGURES, *RATIOS) if not figures[k] > 0}

@@ -45,6 +45,8 @@ def _ready_for_dual_read(store: PhaseStore, name: str) -> None:
     store.record_evidence(name, "prepare", {"drifts": 0})
     store.record_evidence(name, "backfill", {"run_id": "r1", "complete": True, "quarantined": 0})
     store.record_evidence(name, "validate", {"run_id": "v1", "success": True, "sample": None})
+    position = {"file": "binlog.000001", "offset": 4, "gtid": None}
+    store.record_evidence(name, "sync", {"lag_seconds": 0.0, "position": position})
 
 
 def test_a_new_contract_starts_at_mysql_only(store: PhaseStore) -> None:

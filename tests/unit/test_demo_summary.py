@@ -118,15 +118,15 @@ def _backfill(contract: str, partitions: list[dict[str, Any]], allowed: int) -> 
             "cpu_seconds": 0.663,
             "cpu_us_per_item": 62.72,
         },
-        "catch_up": {
-            "converged": {"changes": 0},
-            "rows": 0,
-            "written": 0,
-            "high_water_marks": {},
-            "unavailable": {},
+        "handoff": {
+            "transactions": 0,
+            "items_written": 0,
+            "items_deleted": 0,
+            "reasons": {},
+            "unavailable": None,
         },
         "finished_at": "2026-11-23T14:07:52+00:00",
-        "high_water_marks": {},
+        "binlog_position": {"file": "binlog.000001", "offset": 4, "gtid": "0-1-1"},
         "partitions": partitions,
     }
 

@@ -5,14 +5,23 @@ history's CLI-override flag and the gate's per-item verdicts."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from cutover.contract.model import GatePolicy
 from cutover.panel import charts
-from cutover.panel.app import _belongs, _templates
-from cutover.panel.overview import backfill_summary, history, validation_summary
+from cutover.panel.app import _belongs, _charts, _templates
+from cutover.panel.overview import (
+    ContractEntry,
+    backfill_summary,
+    detail,
+    history,
+    sync_summary,
+    validation_summary,
+)
 from cutover.phases.gate import evidence_problems
+from cutover.phases.model import Phase
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +146,100 @@ def test_each_evidence_item_gets_its_own_verdict() -> None:
     assert evidence_problems("reconcile", None, gate, now) == [
         "no reconcile evidence has been recorded"
     ]
+
+
+class _SyncStore:
+    """The sync's series as the phase store keeps it: scalar figures only, oldest first."""
+
+    def series(self, name: str, kind: str) -> list[dict]:
+        if (name, kind) != ("shop", "sync"):
+            return []
+        return [{"recorded_at": f"2026-11-23T11:5{i}:00+00:00", "lag_seconds": lag,
+                 "events_behind": 10 * i, "bytes_behind": 1000 * i}
+                for i, lag in enumerate([4.0, 61.0, 12.5])]  # fmt: skip
+
+
+def _page(sync: dict) -> str:
+    c = {
+        "name": "shop", "error": None, "phase": {"number": 2, "name": "dual_write"},
+        "version": 1, "updated_at": None, "state": {}, "track": [],
+        "next_gate": {"target": None, "allowed": False, "evidence": []},
+        "backfill": None, "validation": None, "reconciliation": None, "routing": {},
+        "history": [], "sync": sync,
+    }  # fmt: skip
+    return _templates().get_template("contract.html").render(
+        base="/migrations", c=c, charts=_charts(c), runs={}, paused={}, approvals=[],
+        data_docs=None)  # fmt: skip
+
+
+def test_the_contract_page_shows_the_sync_lag_and_its_chart_escaped() -> None:
+    now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    last = {
+        "kind": "sync", "recorded_at": "2026-11-23T11:59:30+00:00", "lag_seconds": 12.5,
+        "events_behind": 1234, "bytes_behind": 56789, "applied_per_second": 310.2,
+        "transactions": 40, "position": {"file": HOSTILE, "offset": 4242, "gtid": None},
+        "error": HOSTILE,
+    }  # fmt: skip
+    sync = sync_summary(_SyncStore(), "shop", {"sync": last}, limit_seconds=30, now=now)
+    assert sync["age_seconds"] == 30.0 and sync["last"] is last
+    assert [p["lag_seconds"] for p in sync["series"]] == [4.0, 61.0, 12.5]
+    page = _page(sync)
+    assert HOSTILE not in page
+    assert 'id="sync-lag">12.5 s<' in page
+    assert 'id="sync-behind">1,234 events, 56,789 bytes<' in page
+    assert 'id="sync-rate">310.2<' in page
+    assert "&lt;img src=x onerror=" in page  # the error and the binlog file name, as text
+    assert "11:59:30+00:00 (30.0 s ago)" in page
+    chart = page[page.index('aria-label="binlog sync lag"') :]
+    assert chart.count('class="dot"') == 3  # one point per report of the series
+    assert "<title>61 s</title>" in chart and 'class="limit"' in chart  # the 30 s limit
+
+
+def test_without_a_sync_report_the_page_says_which_dag_records_one() -> None:
+    class _Empty:
+        def series(self, name: str, kind: str) -> list[dict]:
+            return []
+
+    sync = sync_summary(_Empty(), "shop", {})
+    assert sync == {"last": None, "age_seconds": None, "series": [], "limit_seconds": None}
+    page = _page(sync)
+    assert "shop__sync" in page and 'id="sync-lag"' not in page
+    assert "binlog sync lag" not in page
+
+
+def test_the_contract_api_has_the_sync_with_its_last_report_series_and_limit() -> None:
+    from cutover.contract.load import load_contract
+    from cutover.phases.store import PhaseState
+    from cutover.settings import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "contracts" / "ecommerce.json"
+    last = {
+        "kind": "sync",
+        "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
+        "lag_seconds": 2.0,
+        "position": {"file": "binlog.000001", "offset": 4, "gtid": None},
+    }
+
+    class _Store(_SyncStore):
+        def get(self, name: str) -> PhaseState:
+            return PhaseState(name, Phase.DUAL_WRITE, 1, "ann", "2026-11-23T10:00:00+00:00", None)
+
+        def evidence(self, name: str) -> dict:
+            return {"sync": last}
+
+        def history(self, name: str) -> list:
+            return []
+
+    class _NoReports:
+        def read_json_if_exists(self, *parts: str) -> None:
+            return None
+
+    contract = load_contract(str(path))
+    entry = ContractEntry("shop", Path(path), contract)
+    shown = detail(entry, _Store(), _NoReports())  # type: ignore[arg-type]
+    assert "shop__sync" in entry.dag_ids  # reading the panel needs access to it too
+    sync = shown["sync"]
+    assert sync["last"] == last and len(sync["series"]) == 3
+    assert sync["limit_seconds"] == contract.cutover.gate.max_sync_lag_seconds
+    (item,) = [e for e in shown["next_gate"]["evidence"] if e["kind"] == "sync"]
+    assert item["passes"] and item["figures"]["lag_seconds"] == 2.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cutover.backfill.catch_up import catch_up
+from cutover.backfill.handoff import handoff
 from cutover.backfill.run import BackfillRun, RunRefused, list_runs, new_run_id
 from cutover.contract.model import Contract
 from cutover.settings import Settings
@@ -87,5 +87,4 @@ def backfill(
     run.check_duplicates()
     for part in parts:  # one at a time: each at the whole rate the plan records
         run.load(part.id, workers=workers)
-    caught = catch_up(run, workers=workers)
-    return run.finish({"catch_up": caught})
+    return run.finish({"handoff": handoff(run)})

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from cutover.contract.model import Contract, Table
 from cutover.contract.views import view_name
-from cutover.db import connect, query, quote_ident
-from cutover.errors import TerminalError
+from cutover.db import connect, quote_ident
+from cutover.errors import ServiceError, TerminalError
 from cutover.extract.plan import Partition, partition_predicate, plan
 from cutover.extract.staging import Staging
 from cutover.extract.stream import read_batches, select_list, stream_to_parquet
@@ -35,6 +35,7 @@ from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.rate_limit import RunRate, WriteCapacity, WriteCost, share_items_per_s
 from cutover.progress import Progress
 from cutover.settings import Settings
+from cutover.sync.position import Position, current_position
 from cutover.transform.items import Item, ItemBuilder, Rejection
 
 log = logging.getLogger("cutover.backfill")
@@ -302,8 +303,8 @@ class BackfillRun:
         rate_share: float | None = None,
         concurrency: int = 1,
     ) -> list[Partition]:
-        """Partition every table and record each source's version high-water mark. Taken
-        before any extraction, so every row changed after it is caught up later.
+        """Partition every table and record the binlog position before any extraction:
+        every item is stamped with it, and the handoff applies every change made since.
 
         The plan also records the run's rate (``rate`` items/s, ``rate_share`` of each
         table's write capacity) and ``concurrency``, how many partitions may load at once
@@ -319,17 +320,7 @@ class BackfillRun:
             return [Partition.from_dict(p) for p in doc["partitions"]]
         conn = connect(self.settings.mysql)
         try:
-            hwm: dict[str, Any] = {}
-            for table in self.contract.tables:
-                for source in table.sources:
-                    column = source.options.version_column
-                    if column:
-                        (value,) = query(
-                            conn,
-                            f"SELECT MAX({quote_ident(column)}) "
-                            f"FROM {quote_ident(source.source_table)}",
-                        )[0]
-                        hwm[f"{table.table}.{source.entity_type}"] = value
+            position = snapshot_position(conn, self.contract.name)
             planned = plan(conn, self.contract, partitions)
         finally:
             conn.close()
@@ -339,7 +330,7 @@ class BackfillRun:
             "contract_sha256": self.contract_sha256,
             "planned_at": dt.datetime.now(dt.UTC).isoformat(),
             "settings": self._planned_settings(partitions),
-            "high_water_marks": hwm,
+            "binlog_position": position,
             "partitions": [p.to_dict() for p in planned],
             "rate": RunRate(rate, rate_share, max(1, min(concurrency, len(planned)))).to_dict(),
         }
@@ -423,11 +414,31 @@ class BackfillRun:
 
     # --- transform -----------------------------------------------------------------------
 
+    def snapshot_version(self) -> int | None:
+        """The ordinal of the binlog position the run's snapshot starts from (None without a
+        binlog): the version of every item the run loads."""
+        position = self.plan_doc().get("binlog_position")
+        return None if position is None else Position.from_dict(position).ordinal
+
+    def mark(self, step: str, pid: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Record that ``step`` of partition ``pid`` (or ``all``) is done, with its figures."""
+        return self._mark(step, pid, record)
+
+    def done(self, step: str, pid: str) -> dict[str, Any] | None:
+        return self._done(step, pid)
+
+    def write_quarantine(self, name: str, rejections: list[Rejection]) -> str:
+        """Keep ``rejections`` in the run's quarantine as ``name``; the file's URI."""
+        rel = self.paths.of("quarantine", name)
+        _write_parquet(self.staging, rel, _rejections_table(rejections))
+        return self.staging.uri(rel)
+
     def transform(self, pid: str) -> dict[str, Any]:
         if done := self._done("transform", pid):
             return done
         extracted = self._done("extract", pid) or self.extract(pid)
-        builder = ItemBuilder(self.contract, self.table(self.partition(pid).table))
+        builder = ItemBuilder(self.contract, self.table(self.partition(pid).table),
+                              version=self.snapshot_version())  # fmt: skip
         items_rel = self.paths.of("items", f"{pid}.parquet")
         self.staging.makedirs(*items_rel.split("/")[:-1])
         rejections: list[Rejection] = []
@@ -667,8 +678,8 @@ class BackfillRun:
         dups = self._done("duplicates", "all")
         if dups:
             reasons["duplicate_key"] += dups["quarantined"]
-        caught = self._done("catch_up", "all")
-        if caught:  # rows catch-up quarantined count against the gate like the backfill's
+        caught = self._done("handoff", "all")
+        if caught:  # rows the handoff could not turn into items count like the backfill's
             reasons.update(caught.get("reasons") or {})
         quarantined = sum(reasons.values())
         gate = self.contract.cutover.gate
@@ -696,7 +707,7 @@ class BackfillRun:
         }
         plan_doc = self.plan_doc()
         manifest["contract_sha256"] = plan_doc.get("contract_sha256")
-        manifest["high_water_marks"] = plan_doc["high_water_marks"]
+        manifest["binlog_position"] = plan_doc.get("binlog_position")
         manifest["planned_at"] = plan_doc.get("planned_at")
         manifest["partitions"] = [
             {
@@ -709,6 +720,21 @@ class BackfillRun:
         ]
         self.staging.write_json(manifest, self.paths.of("manifest.json"))
         return manifest
+
+
+def snapshot_position(conn: Any, contract: str) -> dict[str, Any] | None:
+    """The binlog position now, as the plan records it; None (with a warning) when the
+    server has no binlog: then nothing follows the changes made during the backfill."""
+    try:
+        return current_position(conn).to_dict()
+    except ServiceError as exc:
+        log.warning(
+            "contract %s: %s; changes made during this backfill will not be applied "
+            "(`cutover sync --check` lists what the sync needs)",
+            contract,
+            exc,
+        )
+        return None
 
 
 def _stats_from(record: dict[str, Any]) -> LoadStats:

@@ -237,6 +237,8 @@ class GatePolicy(_Model):
     max_shadow_mismatch_rate: float = Field(default=0.001, ge=0, le=1)
     max_dual_write_error_rate: float = Field(default=0.001, ge=0, le=1)
     evidence_max_age_hours: float = Field(default=24, gt=0)
+    # the binlog sync's lag plus the age of its last report (a silent sync is falling behind)
+    max_sync_lag_seconds: float = Field(default=30, gt=0)
 
 
 CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")

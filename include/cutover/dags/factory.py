@@ -42,6 +42,13 @@ START = pendulum.datetime(2024, 1, 1, tz="UTC")
 # runs one run at a time): the plan divides the run's rate by min(this, partitions), so the
 # loads together write at most the rate, and less when fewer of them get a worker slot
 LOAD_CONCURRENCY = 4
+# The binlog sync runs as a bounded task every minute rather than one that never ends: a run
+# lost with its worker leaves the checkpoint, and the next run simply starts from it; no run
+# holds a worker slot forever; and a lost run costs about a minute of lag. A deferrable
+# trigger could not hold a binlog connection across triggerer restarts either.
+SYNC_SCHEDULE = "* * * * *"
+# a run stops itself after tasks.SYNC_TASK_SECONDS; this only frees a slot from a hung one
+SYNC_TIMEOUT = dt.timedelta(minutes=5)
 PHASES = ["dual_write", "dual_read_mysql_primary", "dual_read_dynamodb_primary", "dynamodb_only"]
 
 
@@ -62,7 +69,7 @@ def _doc(title: str, what: str, path: Path) -> str:
 
 
 def build_contract_dags(path: Path) -> dict[str, DAG]:
-    """The six DAGs of one contract file, keyed by dag_id."""
+    """The seven DAGs of one contract file, keyed by dag_id."""
     doc = json.loads(path.read_text(encoding="utf-8"))
     options = doc.get("cutover", {})
     name = options.get("name") or path.stem
@@ -134,7 +141,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
             .expand(partition=transformed)
         )
         dups >> loaded
-        finish = task(task_id="catch_up_and_finish", outlets=[backfill_asset(name)])(tasks.finish)(
+        finish = task(task_id="handoff_and_finish", outlets=[backfill_asset(name)])(tasks.finish)(
             contract
         )
         loaded >> finish
@@ -155,15 +162,26 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         "reconcile",
         _doc(
             "Nightly reconciliation",
-            "Catch up by version column, run "
-            "parity, repair drift from the source of truth, and report.",
+            "Run parity, repair drift from the source of truth, and "
+            "report (the sync DAG keeps DynamoDB following the binlog in between).",
             path,
         ),
         schedule=schedule,
     ):
-        caught = task(task_id="catch_up")(tasks.catch_up)(contract)
-        repaired = task(task_id="reconcile")(tasks.reconcile)(contract)
-        caught >> repaired
+        task(task_id="reconcile")(tasks.reconcile)(contract)
+
+    with dag(
+        "sync",
+        _doc(
+            "Binlog sync",
+            "Keep DynamoDB following MySQL in phases 1-3: every minute, one run at a time, "
+            f"apply the binlog from the checkpoint for up to {tasks.SYNC_TASK_SECONDS} s, "
+            "then record the lag as the gates' sync evidence.",
+            path,
+        ),
+        schedule=SYNC_SCHEDULE,
+    ):
+        task(task_id="sync", execution_timeout=SYNC_TIMEOUT)(tasks.sync)(contract)
 
     with dag(
         "phase_gate",

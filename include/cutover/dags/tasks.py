@@ -5,11 +5,17 @@ bad row, failed parity, refused gate) fails the task at once; anything else may 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("cutover.dags")
+
+# how long one run of the <contract>__sync DAG (scheduled every minute) follows the binlog
+SYNC_TASK_SECONDS = 50
 
 
 def terminal_fails_fast(fn: F) -> F:
@@ -130,11 +136,11 @@ def load(contract: str, partition: str) -> dict[str, Any]:
 
 @terminal_fails_fast
 def finish(contract_path: str) -> dict[str, Any]:
-    from cutover.backfill.catch_up import catch_up
+    from cutover.backfill.handoff import handoff
     from cutover.stages import backfill_evidence, record, write_report
 
     run = _run(contract_path)
-    manifest = run.finish({"catch_up": catch_up(run)})
+    manifest = run.finish({"handoff": handoff(run)})
     report = write_report(run.staging, "backfill", run.contract.name, manifest)
     record(run.settings, run.contract, "backfill", backfill_evidence(manifest))
     if not manifest["gate"]["passed"]:
@@ -157,18 +163,6 @@ def validate(contract_path: str) -> dict[str, Any]:
 
 
 @terminal_fails_fast
-def catch_up(contract_path: str) -> dict[str, Any]:
-    from cutover.backfill.catch_up import catch_up as catch_up_run
-    from cutover.backfill.run import BackfillRun
-
-    contract, settings = _load(contract_path)
-    run_id = BackfillRun.latest_finished(contract, settings)
-    if run_id is None:
-        _fail(f"no finished backfill of {contract.name}: run the backfill DAG first")
-    return catch_up_run(BackfillRun(contract, settings, run_id), since_last=True)
-
-
-@terminal_fails_fast
 def reconcile(contract_path: str) -> dict[str, Any]:
     from cutover.stages import run_reconcile
 
@@ -177,6 +171,35 @@ def reconcile(contract_path: str) -> dict[str, Any]:
     if not result["success"]:
         _fail(f"drift remains after repair; report {result['report']}")
     return {"report": result["report"], "repaired": result["repaired"]}
+
+
+@terminal_fails_fast
+def sync(contract_path: str) -> dict[str, Any]:
+    """Follow the binlog from the checkpoint for up to ``SYNC_TASK_SECONDS``, then stop
+    cleanly with the checkpoint saved; the next scheduled run starts from it. A report with
+    an error fails the run without a retry: the next minute's run is the retry."""
+    from cutover.sync.runner import run_sync
+
+    contract, settings = _load(contract_path)
+    report = run_sync(contract, settings, max_seconds=SYNC_TASK_SECONDS)
+    log.info("%s", _sync_line(contract.name, report))
+    if report.get("error"):
+        _fail(f"the sync of {contract.name} stopped: {report['error']}")
+    return report
+
+
+def _sync_line(name: str, report: dict[str, Any]) -> str:
+    position = report.get("position") or {}
+    return (
+        f"sync of {name}: {report.get('transactions', 0)} transactions, "
+        f"{report.get('items_written', 0)} items written, "
+        f"{report.get('items_deleted', 0)} deleted, {report.get('kept_newer', 0)} kept newer, "
+        f"{report.get('fallbacks', 0)} fallbacks, "
+        f"{report.get('applied_per_second', 0)} applied/s; "
+        f"lag {report.get('lag_seconds')} s ({report.get('events_behind')} events, "
+        f"{report.get('bytes_behind')} bytes behind) at "
+        f"{position.get('file')}:{position.get('offset')}"
+    )
 
 
 def _evidence_body(decision: Any) -> str:

@@ -152,6 +152,7 @@ def _templates() -> Any:
 def _charts(c: dict[str, Any]) -> dict[str, Any]:
     backfill = c.get("backfill") or {}
     routing = c.get("routing") or {}
+    sync = c.get("sync") or {}
     policy = (c.get("next_gate") or {}).get("policy") or {}
     return {
         "throughput": charts.bars(
@@ -162,6 +163,9 @@ def _charts(c: dict[str, Any]) -> dict[str, Any]:
             "shadow-read mismatch rate", limit=policy.get("max_shadow_mismatch_rate")),
         "outbox": charts.line(
             [p["depth"] for p in routing.get("outbox") or []], "changes", "outbox depth"),
+        "sync_lag": charts.line(
+            [p["lag_seconds"] for p in sync.get("series") or []], "s", "binlog sync lag",
+            limit=sync.get("limit_seconds")),
     }  # fmt: skip
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cutover.panel")
 
-DAG_SUFFIXES = ("prepare", "backfill", "validate", "reconcile", "phase_gate", "rollback")
+DAG_SUFFIXES = ("prepare", "backfill", "validate", "reconcile", "sync", "phase_gate", "rollback")
 MAX_DIFFERENCES = 20
 
 
@@ -243,6 +243,32 @@ def routing_series(store: Any, name: str) -> dict[str, list[dict[str, Any]]]:
     return {"shadow_reads": shadow, "outbox": outbox}
 
 
+def sync_summary(
+    store: Any,
+    name: str,
+    evidence: dict[str, Any],
+    limit_seconds: float | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The binlog sync: its last report as recorded (lag, events and bytes behind, applied
+    per second, position, error), how old that report is, its lag over time, and the gate's
+    limit (``max_sync_lag_seconds``)."""
+    last = evidence.get("sync")
+    age = evidence_age_hours(last, now) * 3600 if last else None
+    series = [
+        {"at": p["recorded_at"], "lag_seconds": p.get("lag_seconds"),
+         "events_behind": p.get("events_behind"), "bytes_behind": p.get("bytes_behind"),
+         "applied_per_second": p.get("applied_per_second"), "error": p.get("error")}
+        for p in store.series(name, "sync")
+    ]  # fmt: skip
+    return {
+        "last": last,
+        "age_seconds": round(max(age, 0.0), 1) if age is not None else None,
+        "series": series,
+        "limit_seconds": limit_seconds,
+    }
+
+
 def history(store: Any, name: str) -> list[dict[str, Any]]:
     """Transitions, newest first: who, when, why, the evidence, and whether it was a CLI
     override (``--approved-by``)."""
@@ -298,6 +324,9 @@ def detail(entry: ContractEntry, store: Any, reports: Staging) -> dict[str, Any]
         "validation": validation_summary(read_report(reports, entry.name, "validate")),
         "reconciliation": reconciliation_summary(read_report(reports, entry.name, "reconcile")),
         "routing": routing_series(store, entry.name),
+        "sync": sync_summary(
+            store, entry.name, evidence, entry.contract.cutover.gate.max_sync_lag_seconds
+        ),
         "history": history(store, entry.name),
     }
 

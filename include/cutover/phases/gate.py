@@ -13,8 +13,8 @@ from cutover.phases.model import Phase
 # evidence kinds each forward move rests on
 REQUIRED: dict[Phase, tuple[str, ...]] = {
     Phase.DUAL_WRITE: ("prepare",),
-    Phase.DUAL_READ_MYSQL_PRIMARY: ("backfill", "validate"),
-    Phase.DUAL_READ_DYNAMODB_PRIMARY: ("reconcile", "shadow_reads"),
+    Phase.DUAL_READ_MYSQL_PRIMARY: ("backfill", "validate", "sync"),
+    Phase.DUAL_READ_DYNAMODB_PRIMARY: ("reconcile", "shadow_reads", "sync"),
     Phase.DYNAMODB_ONLY: ("reconcile", "shadow_reads", "dual_writes"),
 }
 
@@ -36,7 +36,31 @@ def _age_hours(recorded_at: str, now: dt.datetime) -> float:
     return (now - dt.datetime.fromisoformat(recorded_at)).total_seconds() / 3600
 
 
-def _check(kind: str, ev: dict[str, Any], gate: GatePolicy) -> list[str]:
+SYNC_CATCH_UP = "catch up with `cutover sync CONTRACT` or the `<contract>__sync` DAG"
+
+
+def _sync_problems(ev: dict[str, Any], gate: GatePolicy, now: dt.datetime) -> list[str]:
+    """The binlog sync's lag as of ``now``: its reported lag plus the report's age, since a
+    sync that stopped reporting falls further behind every second."""
+    out = []
+    if ev.get("error"):
+        out.append(f"the last sync run failed: {ev['error']}; fix that, then {SYNC_CATCH_UP}")
+    if ev.get("lag_seconds") is None:
+        return [*out, f"the sync evidence has no lag_seconds; {SYNC_CATCH_UP}"]
+    lag = float(ev["lag_seconds"])
+    age = max(_age_hours(ev["recorded_at"], now) * 3600, 0.0)
+    limit = gate.max_sync_lag_seconds
+    if lag + age > limit:
+        out.append(
+            f"sync lag is {lag + age:.1f} s ({lag:.1f} s when last reported, {age:.0f} s ago); "
+            f"cutover.gate.max_sync_lag_seconds allows {limit:g} s: {SYNC_CATCH_UP}"
+        )
+    return out
+
+
+def _check(kind: str, ev: dict[str, Any], gate: GatePolicy, now: dt.datetime) -> list[str]:
+    if kind == "sync":
+        return _sync_problems(ev, gate, now)
     if kind == "prepare":
         return [f"prepare found {ev.get('drifts')} table drift(s)"] if ev.get("drifts") else []
     if kind == "backfill":
@@ -78,7 +102,7 @@ def evidence_problems(
     if age > gate.evidence_max_age_hours:
         out.append(f"{kind} evidence is {age:.1f} h old; the gate accepts "
                    f"{gate.evidence_max_age_hours:g} h")  # fmt: skip
-    return out + _check(kind, ev, gate)
+    return out + _check(kind, ev, gate, now)
 
 
 def evidence_age_hours(ev: dict[str, Any], now: dt.datetime | None = None) -> float:

@@ -17,8 +17,9 @@ from cutover.errors import TerminalError
 from cutover.phases.model import FLAGS, Phase
 from cutover.prepare.control_table import CONTROL_TABLE
 
-# evidence kinds kept over time as well as latest (the routing layer's figures), for 30 days
-SERIES_KINDS = ("shadow_reads", "dual_writes")
+# evidence kinds kept over time as well as latest (the routing layer's figures and the
+# binlog sync's lag), for 30 days
+SERIES_KINDS = ("shadow_reads", "dual_writes", "sync")
 SERIES_KEEP_SECONDS = 30 * 24 * 3600
 
 
@@ -166,8 +167,9 @@ class PhaseStore:
     # --- evidence ------------------------------------------------------------------------
 
     def record_evidence(self, contract: str, kind: str, payload: dict[str, Any]) -> None:
-        """Keep ``payload`` as the latest evidence of ``kind``; for the routing layer's
-        kinds also append it to their series (the panel charts them over time)."""
+        """Keep ``payload`` as the latest evidence of ``kind``; for the kinds of
+        ``SERIES_KINDS`` also append its scalar figures to their series (the panel charts
+        them over time)."""
         payload = {**payload, "kind": kind, "recorded_at": payload.get("recorded_at") or _now()}
         self.client.put_item(
             TableName=self.table,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,27 @@ class Deriver:
         cursor.execute(
             f"SELECT * FROM ({self._select(entity)}) AS v WHERE v.{q(column)} = %s", (value,)
         )
+        return self._build(entity, cursor)
+
+    def derive_with(
+        self, cursor: Any, entity: Entity, tables: Mapping[str, str], where: str, params: list
+    ) -> list[Item | Rejection]:
+        """Items of the entity's SELECT where each table of ``tables`` read by a join or an
+        aggregate is replaced by the given derived table (``(SELECT 1 AS `id`, ...)``, values as
+        escaped literals with ``%`` doubled), restricted by ``where`` (``%s`` placeholders for
+        ``params``) on the entity's row: the
+        items as they were while those tables held other rows (the sync's keys before a
+        change)."""
+        sql = self._template(entity)
+        for table, derived in tables.items():
+            pattern = rf"\b(FROM|JOIN) {re.escape(q(table))}(?: AS (`(?:[^`]|``)+`))?"
+            sql = re.sub(
+                pattern,
+                lambda m, d=derived, t=table: f"{m.group(1)} ({d}) AS {m.group(2) or q(t)}",
+                sql,
+            )
+        sql = sql.replace(_FROM, q(entity.source_table))
+        cursor.execute(f"{sql}\nWHERE {where}", params)
         return self._build(entity, cursor)
 
     def preview(self, cursor: Any, entity: Entity, row: Mapping[str, Any]) -> Item | Rejection:

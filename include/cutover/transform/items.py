@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -86,8 +86,20 @@ def _key_text(av: AV) -> str:
     return str(value)
 
 
+def with_version(item: Item, version: int) -> Item:
+    """The item stamped with ``version`` (a binlog position's ordinal) instead of the one it
+    was built with."""
+    if item.version == version:
+        return item
+    body = json.loads(item.body)
+    body[VERSION_ATTRIBUTE] = {"N": str(version)}
+    return replace(item, body=_ITEM_JSON(body), version=version)
+
+
 class _SourceBuilder:
-    def __init__(self, table: Table, source: Source, index_keys: dict[str, str]) -> None:
+    def __init__(
+        self, table: Table, source: Source, index_keys: dict[str, str], version: int | None
+    ) -> None:
         self.table = table
         self.source = source
         self.multi = table.type == "multi-entity"
@@ -99,6 +111,7 @@ class _SourceBuilder:
         self.key_types = {k: by_name.get(k, "S") for k in key_names if k in by_name or self.multi}
         self.index_keys = index_keys
         self.versioned = source.options.version_column is not None
+        self.fixed_version = version
 
     def reject(self, row: Mapping[str, Any], reason: str, detail: str) -> Rejection:
         return Rejection(
@@ -146,7 +159,10 @@ class _SourceBuilder:
                 return self.reject(
                     row, "empty_key", f"index key {name!r} must be a non-empty {type_}"
                 )
-        version = version_number(row.get("__version")) if self.versioned else None
+        if self.fixed_version is not None:
+            version: int | None = self.fixed_version
+        else:
+            version = version_number(row.get("__version")) if self.versioned else None
         if version is not None:
             item[VERSION_ATTRIBUTE] = {"N": str(version)}
         size = item_size(item)
@@ -165,9 +181,11 @@ class _SourceBuilder:
 
 
 class ItemBuilder:
-    """Builds the items of one DynamoDB table from rows of its view."""
+    """Builds the items of one DynamoDB table from rows of its view. ``version`` stamps every
+    item (the binlog position a backfill's snapshot starts from); without it an item carries
+    its row's version column, when its source has one."""
 
-    def __init__(self, contract: Contract, table: Table) -> None:
+    def __init__(self, contract: Contract, table: Table, version: int | None = None) -> None:
         self.table = table
         types: dict[str, str] = {}
         for source in table.sources:
@@ -177,7 +195,7 @@ class ItemBuilder:
             k: types.get(k, "S") for g in table.gsis for k in (g.pk, g.sk) if k is not None
         }
         self._by_entity = {
-            s.entity_type: _SourceBuilder(table, s, index_keys) for s in table.sources
+            s.entity_type: _SourceBuilder(table, s, index_keys, version) for s in table.sources
         }
         self._single = next(iter(self._by_entity.values())) if len(self._by_entity) == 1 else None
 

@@ -8,6 +8,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 from cutover.contract.model import Table, template_fields
+from cutover.transform.items import VERSION_ATTRIBUTE
 
 AV = dict[str, Any]
 _EXACT = Context(prec=200)
@@ -34,8 +35,9 @@ def canonical_value(av: AV) -> AV:
 
 
 def canonical_item(item: dict[str, AV]) -> str:
-    """JSON text with sorted keys and canonical numbers and sets."""
-    canon = {name: canonical_value(av) for name, av in item.items()}
+    """JSON text with sorted keys and canonical numbers and sets. The version attribute is
+    left out: it is the binlog position the item was written at, not data of the row."""
+    canon = {name: canonical_value(av) for name, av in item.items() if name != VERSION_ATTRIBUTE}
     return json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -1,0 +1,302 @@
+"""``run_sync``: DynamoDB follows MySQL's binlog, what `cutover sync` and the
+``<contract>__sync`` DAG run.
+
+Where it starts: the checkpoint; else, when ``start`` is given (the backfill's handoff), there;
+else the binlog's current end (nothing before it needs following: the backfill hands off).
+
+The snapshot handoff (why not DBLog-style watermarks): the backfill records the binlog
+position before its first read and stamps every item with it; once its loads are done, its
+last step runs this function from that position (``handoff``), which derives again every item
+a change since then touched, deletes included, from MySQL as it stands. That is one more pass
+over the changes made during the backfill, with no watermark table to write into the source
+database, no chunk-by-chunk interleaving with the sync and no version column: the same code
+path as the live sync, so what converges one converges the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutover.contract.model import Contract
+from cutover.db import connect
+from cutover.errors import ServiceError
+from cutover.load.dynamo_http import DynamoHttp
+from cutover.progress import Progress
+from cutover.routing.dynamo_store import DynamoStore
+from cutover.settings import Settings
+from cutover.sync.applier import Applier, BatchResult
+from cutover.sync.checkpoint import CheckpointStore
+from cutover.sync.mapper import DependencyIndex, Ref
+from cutover.sync.position import (
+    Position,
+    binlog_sizes,
+    bytes_between,
+    current_position,
+    is_mariadb,
+)
+from cutover.sync.reader import BinlogReader, Commit, Idle, Restarted, RowChange
+from cutover.transform.items import Rejection
+
+log = logging.getLogger("cutover.sync")
+
+BATCH_REFS = 2_000  # refs gathered before a batch is applied
+BATCH_TRANSACTIONS = 1_000
+EVIDENCE_EVERY = 10.0  # seconds between evidence points of a long run
+BatchHook = Callable[[Position, float, int], None]
+
+
+@dataclass
+class _Figures:
+    started: float = field(default_factory=time.monotonic)
+    transactions: int = 0
+    rows: int = 0
+    batches: int = 0
+    result: BatchResult = field(default_factory=BatchResult)
+    lag_seconds: float = 0.0
+    events_behind: int = 0
+    bytes_behind: int = 0
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.result.items / elapsed if elapsed > 0 else 0.0
+
+
+def _gtid_seq(gtid: str | None, domain: str) -> int | None:
+    for part in (gtid or "").split(","):
+        d, _, seq = part.strip().rpartition("-")
+        if d.split("-", 1)[0] == domain and seq.isdigit():
+            return int(seq)
+    return None
+
+
+def _events_between(start: Position, end: Position) -> int:
+    """Transactions between two MariaDB GTID states (domain by domain); 0 without GTIDs."""
+    total = 0
+    for part in (end.gtid or "").split(","):
+        domain = part.strip().split("-", 1)[0]
+        a, b = _gtid_seq(start.gtid, domain) or 0, _gtid_seq(end.gtid, domain) or 0
+        total += max(b - a, 0)
+    return total
+
+
+class SyncRun:
+    def __init__(self, contract: Contract, settings: Settings) -> None:
+        from cutover.aws import dynamodb_client
+
+        self.contract = contract
+        self.settings = settings
+        self.index = DependencyIndex(contract)
+        self.client = dynamodb_client(settings)
+        self.checkpoints = CheckpointStore(self.client, settings.table_prefix)
+        self.http = DynamoHttp(settings)
+        self.applier = Applier(contract, self.index, DynamoStore(self.http, settings.table_prefix))
+        self.conn = connect(settings.mysql, read_timeout=120, write_timeout=60)
+        self.mariadb = is_mariadb(self.conn)
+
+    def close(self) -> None:
+        self.applier.close()
+        self.http.close()
+        self.conn.close()
+
+    def reader(self, start: Position) -> BinlogReader:
+        return BinlogReader(self.settings.mysql, start, schema=self.settings.mysql.database,
+                            tables=self.index.tables(), mariadb=self.mariadb)  # fmt: skip
+
+    def behind(self, at: Position, figures: _Figures) -> Position:
+        end = current_position(self.conn)
+        figures.bytes_behind = bytes_between(binlog_sizes(self.conn), at, end)
+        figures.events_behind = _events_between(at, end)
+        return end
+
+
+def run_sync(
+    contract: Contract,
+    settings: Settings,
+    *,
+    once: bool = False,
+    max_seconds: float | None = None,
+    stop: threading.Event | None = None,
+    start: Position | None = None,
+    checkpoint: bool = True,
+    record: bool = True,
+    on_batch: BatchHook | None = None,
+) -> dict[str, Any]:
+    """Apply the binlog's changes to DynamoDB (see the module's docstring). ``once`` stops at
+    the binlog's end as it was when the run started; ``max_seconds`` or ``stop`` end a run
+    that follows the binlog; ``checkpoint=False`` reads from ``start`` without moving the
+    checkpoint (the backfill's handoff), except to create it when there is none."""
+    report, _ = _run(
+        contract, settings, once=once, max_seconds=max_seconds, stop=stop, start=start,
+        checkpoint=checkpoint, record=record, on_batch=on_batch,
+    )  # fmt: skip
+    return report
+
+
+def _run(
+    contract: Contract,
+    settings: Settings,
+    *,
+    once: bool,
+    max_seconds: float | None,
+    stop: threading.Event | None,
+    start: Position | None,
+    checkpoint: bool,
+    record: bool,
+    on_batch: BatchHook | None,
+) -> tuple[dict[str, Any], list[Rejection]]:
+    run = SyncRun(contract, settings)
+    figures = _Figures()
+    stop = stop or threading.Event()
+    try:
+        saved = run.checkpoints.load(contract.name)
+        begin = (start if start is not None or not checkpoint else saved) or current_position(
+            run.conn
+        )
+        if checkpoint and saved is None:
+            run.checkpoints.save(contract.name, begin)  # a restart starts here, not later
+        target = run.behind(begin, figures) if once else None
+        log.info("sync of %s from %s%s", contract.name, begin,
+                 f" to {target}" if target else "")  # fmt: skip
+        if target is not None and target.ordinal <= begin.ordinal:
+            last = begin  # nothing to apply
+        else:
+            last = _follow(run, begin, target, once, max_seconds, stop, figures, on_batch,
+                           checkpoint)  # fmt: skip
+        if not checkpoint and saved is None:
+            run.checkpoints.save(contract.name, last)
+        run.behind(last, figures)
+        report = _report(contract, last, figures)
+    except Exception as exc:
+        report = {"error": str(exc)}
+        if record:
+            _record(settings, contract, {**_report(contract, None, figures), **report})
+        raise
+    finally:
+        run.close()
+    if record:
+        _record(settings, contract, report)
+    return report, figures.result.rejections
+
+
+def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
+            max_seconds: float | None, stop: threading.Event, figures: _Figures,
+            on_batch: BatchHook | None, checkpoint: bool) -> Position:  # fmt: skip
+    contract = run.contract
+    reader = run.reader(begin)
+    progress = Progress(f"sync {contract.name}", None, unit="transactions")
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    batch: set[Ref] = set()
+    txn: set[Ref] = set()
+    pending: Commit | None = None  # the last commit read, not yet applied
+    in_batch = 0
+    applied = begin
+    last_evidence = time.monotonic()
+
+    def flush(caught_up: bool) -> None:
+        nonlocal batch, in_batch, applied, pending
+        if pending is None:
+            return
+        result = run.applier.apply(run.conn, batch, pending.position.ordinal)
+        figures.result.add(result)
+        figures.batches += 1
+        applied = pending.position
+        if checkpoint:
+            run.checkpoints.save(contract.name, applied)
+        figures.lag_seconds = 0.0 if caught_up else max(time.time() - pending.committed_at, 0.0)
+        if on_batch is not None:
+            on_batch(applied, time.time(), in_batch)
+        batch, in_batch, pending = set(), 0, None
+        progress.update(figures.transactions)
+
+    try:
+        for event in reader.events():
+            if isinstance(event, RowChange):
+                figures.rows += 1
+                txn.update(run.index.refs(event.table, event.before, event.after))
+                continue
+            if isinstance(event, Restarted):
+                txn.clear()
+                continue
+            if isinstance(event, Commit):
+                batch |= txn
+                txn = set()
+                pending = event
+                in_batch += 1
+                figures.transactions += 1
+                reached = target is not None and event.position.ordinal >= target.ordinal
+                if reached or len(batch) >= BATCH_REFS or in_batch >= BATCH_TRANSACTIONS:
+                    flush(caught_up=reached)
+                if reached:
+                    break
+            elif isinstance(event, Idle):
+                flush(caught_up=True)
+                figures.lag_seconds = 0.0
+                if once:
+                    break
+            if (deadline is not None and time.monotonic() >= deadline) or stop.is_set():
+                flush(caught_up=False)
+                break
+            if time.monotonic() - last_evidence >= EVIDENCE_EVERY and not once:
+                last_evidence = time.monotonic()
+                run.behind(applied, figures)
+                _record(run.settings, contract, _report(contract, applied, figures))
+    finally:
+        reader.close()
+    progress.done(figures.transactions)
+    return applied
+
+
+def _report(contract: Contract, at: Position | None, figures: _Figures) -> dict[str, Any]:
+    r = figures.result
+    return {
+        "contract": contract.name,
+        "position": at.to_dict() if at else None,
+        "transactions": figures.transactions,
+        "rows": figures.rows,
+        "batches": figures.batches,
+        "items_written": r.written,
+        "items_deleted": r.deleted,
+        "kept_newer": r.kept_newer,
+        "rejected": r.rejected,
+        "fallbacks": r.fallbacks,
+        "applied_per_second": round(figures.rate(), 1),
+        "lag_seconds": round(figures.lag_seconds, 3),
+        "events_behind": figures.events_behind,
+        "bytes_behind": figures.bytes_behind,
+        "seconds": round(time.monotonic() - figures.started, 3),
+    }
+
+
+def _record(settings: Settings, contract: Contract, payload: dict[str, Any]) -> None:
+    from cutover.stages import record
+
+    try:
+        record(settings, contract, "sync", payload)
+    except Exception as exc:  # evidence is best effort; the position is what matters
+        log.warning("could not record the sync's evidence: %s", exc)
+
+
+def handoff(
+    contract: Contract, settings: Settings, start: Position
+) -> tuple[dict[str, Any], list[Rejection]]:
+    """The backfill's last step: apply every change since ``start`` (the position recorded
+    before the snapshot) over the loaded items, up to the binlog's end now; the report and
+    the rows that could not become items."""
+    return _run(contract, settings, once=True, max_seconds=None, stop=None, start=start,
+                checkpoint=False, record=False, on_batch=None)  # fmt: skip
+
+
+def require_binlog(settings: Settings) -> Position:
+    """The binlog's current position, or a ``ServiceError`` naming what to turn on."""
+    conn = connect(settings.mysql)
+    try:
+        return current_position(conn)
+    except ServiceError:
+        raise
+    finally:
+        conn.close()
