@@ -1,24 +1,23 @@
 """Backfill runs against MariaDB and DynamoDB Local, on a small table of its own: which run
 `cutover backfill` resumes (by the time runs were planned, an Airflow run id beside a CLI one),
-a changed contract refused, `--new` and `--resume RUN_ID`, and catch-up streaming changed rows
-in bounded chunks and quarantining the ones that cannot become items."""
+a changed contract refused, `--new` and `--resume RUN_ID`, and the handoff to the binlog sync
+(changes made while the run copied, deletes included, applied over the snapshot; rows that
+cannot become items quarantined)."""
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from cutover.backfill import catch_up as catch_up_module
-from cutover.backfill.catch_up import catch_up
 from cutover.backfill.driver import backfill
+from cutover.backfill.handoff import handoff
 from cutover.backfill.run import BackfillRun, contract_sha256, list_runs, new_run_id
 from cutover.cli import EXIT_BAD_INPUT, main
 from cutover.contract.load import load_contract
@@ -26,6 +25,11 @@ from cutover.contract.model import Contract
 from cutover.db import connect, query
 from cutover.prepare import prepare
 from cutover.settings import Settings
+from cutover.sync import runner as sync_runner
+from cutover.sync.applier import Applier
+from cutover.sync.position import Position
+from cutover.sync.runner import run_sync
+from cutover.transform.items import VERSION_ATTRIBUTE
 
 pytestmark = pytest.mark.integration
 
@@ -213,105 +217,106 @@ def test_resume_run_id_resumes_that_run_with_its_partitions(
     assert code == EXIT_BAD_INPUT and "finished" in err
 
 
-def test_catch_up_quarantines_a_bad_changed_row_and_the_gate_counts_it(world: World) -> None:
-    run = world.run(new_run_id())
+def _copy(run: BackfillRun, between: Any = None) -> None:
+    """Plan, extract, transform and load every partition; ``between`` runs after the extracts
+    and before the loads (a writer changing rows the snapshot already copied)."""
     parts = run.plan()
+    for part in parts:
+        run.extract(part.id)
+    if between is not None:
+        between()
     for part in parts:
         run.transform(part.id)
     run.check_duplicates()
     for part in parts:
         run.load(part.id, workers=2)
-    # written while the run copied: a good change, and a row that lost its key
-    world.sql("UPDATE widgets SET name = 'renamed' WHERE id = 3")
-    world.sql("UPDATE widgets SET code = '' WHERE id = 7")
 
-    caught = catch_up(run, batch_rows=4)
-    assert caught["quarantined"] == 1 and caught["reasons"] == {"empty_key": 1}
+
+def test_the_handoff_applies_what_changed_while_the_backfill_copied(world: World) -> None:
+    """Rows changed after the snapshot's binlog position, by plain SQL, between the extract
+    and the load of their partition: a row deleted is absent at the end, a row updated twice
+    holds its second value, an insert arrives, a row that lost its key is quarantined and its
+    old item removed; no version column is involved (the contract has one: it is not read)."""
+    run = world.run(new_run_id())
+
+    def writer() -> None:
+        world.sql("DELETE FROM widgets WHERE id = 9")
+        world.sql("UPDATE widgets SET name = 'first' WHERE id = 11")
+        world.sql("UPDATE widgets SET name = 'second' WHERE id = 11")
+        world.sql("INSERT INTO widgets (id, code, name) VALUES (100, 'W0100', 'new one')")
+        world.sql("UPDATE widgets SET code = '' WHERE id = 7")
+        world.sql("UPDATE widgets SET name = 'renamed' WHERE id = 3")
+
+    _copy(run, writer)
+    # the snapshot copied the rows as they were: the loads brought W0009 and W0007 back
+    assert world.item("W0009") is not None and world.item("W0007") is not None
+    assert world.item("W0011")["name"] == {"S": "widget 11"}  # type: ignore[index]
+
+    handed = handoff(run)
+    assert handed["transactions"] == 6 and handed["unavailable"] is None
+    assert world.item("W0009") is None, "a row deleted during the backfill came back"
+    assert world.item("W0007") is None, "the item of a row that lost its key stayed"
+    assert world.item("W0011")["name"] == {"S": "second"}  # type: ignore[index]
+    assert world.item("W0100")["name"] == {"S": "new one"}  # type: ignore[index]
     assert world.item("W0003")["name"] == {"S": "renamed"}  # type: ignore[index]
+    assert handed["quarantined"] == 1 and handed["reasons"] == {"empty_key": 1}
     rows = pq.read_table(
-        run.staging.path(run.paths.of("quarantine", "catch_up.parquet")),
+        run.staging.path(run.paths.of("quarantine", "handoff.parquet")),
         filesystem=run.staging.fs,
     ).to_pylist()
     assert [(r["table"], r["reason"], json.loads(r["source_pk"])["id"]) for r in rows] == [
         ("Widgets", "empty_key", 7)
     ]
-    # the same format as the transform's quarantine files
-    transform_file = run.paths.of("quarantine", f"{parts[0].id}.parquet")
+    transform_file = run.paths.of("quarantine", f"{run.partitions()[0].id}.parquet")
     assert pq.read_schema(run.staging.path(transform_file), filesystem=run.staging.fs).equals(
         pq.read_schema(
-            run.staging.path(run.paths.of("quarantine", "catch_up.parquet")),
+            run.staging.path(run.paths.of("quarantine", "handoff.parquet")),
             filesystem=run.staging.fs,
         )
     )
-
-    # a retried catch-up quarantines the row once, not twice
-    caught = catch_up(run, batch_rows=4)
-    assert caught["quarantined"] == 1
-    manifest = run.finish({"catch_up": caught})
+    # a resumed run does not hand off twice; the gate counts the quarantined row
+    assert handoff(world.run(run.run_id)) == handed
+    manifest = run.finish({"handoff": handed})
     assert manifest["quarantined"] == 1
-    assert {k: v for k, v in manifest["quarantine_reasons"].items() if v} == {"empty_key": 1}
     assert manifest["gate"] == {"max_quarantined_rows": 0, "passed": False}
 
-    # a nightly catch-up knows the row is in quarantine already
-    nightly = catch_up(BackfillRun(run.contract, run.settings, run.run_id), since_last=True)
-    assert nightly["quarantined"] == 0 and nightly["quarantine_file"] is None
+
+def test_every_loaded_item_carries_the_snapshot_position_and_the_sync_moves_it_on(
+    world: World,
+) -> None:
+    """Items are versioned by the binlog position, not by the version column: the backfill
+    stamps the position it recorded before its snapshot, and a change the sync applies
+    carries a later one."""
+    manifest = backfill(world.contract, world.settings, workers=2)
+    start = Position.from_dict(manifest["binlog_position"])
+    version = int(world.item("W0001")[VERSION_ATTRIBUTE]["N"])  # type: ignore[index]
+    assert version == start.ordinal
+    world.sql("UPDATE widgets SET name = 'moved on' WHERE id = 1")
+    run_sync(world.contract, world.settings, once=True)
+    item = world.item("W0001")
+    assert item is not None and item["name"] == {"S": "moved on"}
+    assert int(item[VERSION_ATTRIBUTE]["N"]) > version
 
 
-@dataclass
-class Meter:
-    """Rows read from MySQL and not yet put: what catch-up holds at once."""
-
-    fetched: int = 0
-    put: int = 0
-    batches: list[int] = field(default_factory=list)
-    most_held: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def held(self) -> int:
-        with self.lock:
-            self.most_held = max(self.most_held, self.fetched - self.put)
-            return self.fetched - self.put
-
-
-def test_catch_up_holds_one_batch_of_changed_rows_however_many_changed(
+def test_the_sync_applies_a_bounded_batch_of_refs_however_many_rows_changed(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest = backfill(world.contract, world.settings, workers=2)
-    run = world.run(manifest["run_id"])
-    world.sql("UPDATE widgets SET name = CONCAT('changed ', id) WHERE id <= 50")
+    """Memory is bounded by the batch, not by the backlog: with batches of 10 refs, 50 rows
+    changed in 50 transactions are applied in several batches of at most 10 refs."""
+    backfill(world.contract, world.settings, workers=2)
+    for i in range(1, 51):
+        world.sql("UPDATE widgets SET name = %s WHERE id = %s", (f"changed {i}", i))
+    sizes: list[int] = []
+    real_apply = Applier.apply
 
-    meter = Meter()
-    real_stream, real_put = catch_up_module.arrow_stream, catch_up_module.guarded_put
+    def apply(self: Applier, conn: Any, refs: Any, version: int) -> Any:
+        refs = list(refs)
+        sizes.append(len(refs))
+        return real_apply(self, conn, refs, version)
 
-    class CountingStream:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
-        def __iter__(self) -> Iterator[Any]:
-            for batch in self.inner:
-                with meter.lock:
-                    meter.fetched += batch.num_rows
-                    meter.batches.append(batch.num_rows)
-                meter.held()
-                yield batch
-
-    def stream(*args: Any, **kwargs: Any) -> CountingStream:
-        return CountingStream(real_stream(*args, **kwargs))
-
-    def put(*args: Any, **kwargs: Any) -> str:
-        assert meter.held() <= 7
-        outcome = real_put(*args, **kwargs)
-        with meter.lock:
-            meter.put += 1
-        return outcome
-
-    monkeypatch.setattr(catch_up_module, "arrow_stream", stream)
-    monkeypatch.setattr(catch_up_module, "guarded_put", put)
-    caught = catch_up(run, batch_rows=7, workers=3)
-
-    # 50 changed rows and the unchanged one at the high-water mark, every one of them put
-    assert caught["rows"] == meter.fetched == meter.put == 51
-    assert caught["written"] + caught["kept_newer"] == 51 and caught["written"] >= 50
-    assert len(meter.batches) >= 8 and max(meter.batches) <= 7
-    assert meter.most_held <= 7, "catch-up read the next batch before the last was put"
+    monkeypatch.setattr(sync_runner, "BATCH_REFS", 10)
+    monkeypatch.setattr(Applier, "apply", apply)
+    report = run_sync(world.contract, world.settings, once=True)
+    assert report["transactions"] == 50 and report["items_written"] == 50
+    assert len(sizes) >= 5 and max(sizes) <= 10
     assert world.item("W0050")["name"] == {"S": "changed 50"}  # type: ignore[index]
