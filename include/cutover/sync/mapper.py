@@ -96,6 +96,50 @@ Ref = Derive | Remove | RemoveBefore | DependentsOf | KeysBefore | Everything
 
 
 @dataclass(frozen=True)
+class Cascade:
+    """A foreign key of ``child`` onto ``parent`` whose ON DELETE / ON UPDATE rule changes the
+    child rows (CASCADE or SET NULL)."""
+
+    name: str
+    child: str
+    parent: str
+    parent_columns: tuple[str, ...]
+    on_delete: bool
+    on_update: bool
+
+    def fires(self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> bool:
+        if before is None:
+            return False
+        if after is None:
+            return self.on_delete
+        return self.on_update and any(before.get(c) != after.get(c) for c in self.parent_columns)
+
+
+def cascades_of(conn: Any) -> list[Cascade]:
+    """The foreign keys of the connection's database whose rules change child rows."""
+    acting = ("CASCADE", "SET NULL", "SET DEFAULT")
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT rc.CONSTRAINT_NAME, rc.TABLE_NAME, rc.REFERENCED_TABLE_NAME, "
+            "rc.DELETE_RULE, rc.UPDATE_RULE, k.REFERENCED_COLUMN_NAME "
+            "FROM information_schema.REFERENTIAL_CONSTRAINTS rc "
+            "JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_SCHEMA = "
+            "rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME "
+            "AND k.TABLE_NAME = rc.TABLE_NAME "
+            "WHERE rc.CONSTRAINT_SCHEMA = DATABASE() ORDER BY k.ORDINAL_POSITION"
+        )
+        rows = cur.fetchall()
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, child, parent, on_delete, on_update, column in rows:
+        entry = found.setdefault((str(name), str(child)), {
+            "parent": str(parent), "columns": [], "delete": str(on_delete) in acting,
+            "update": str(on_update) in acting})  # fmt: skip
+        entry["columns"].append(str(column))
+    return [Cascade(name, child, e["parent"], tuple(e["columns"]), e["delete"], e["update"])
+            for (name, child), e in found.items() if e["delete"] or e["update"]]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Reader:
     """``entity`` reads ``table``: by ``pairs`` (its column, the table's column), or, when
     ``pairs`` is empty, in a way no key follows (the fallback)."""
@@ -244,6 +288,32 @@ class DependencyIndex:
             pairs = tuple(sorted({*old.pairs, *reader.pairs}))
             found[reader.table] = Reader(reader.entity, reader.table, pairs, key_reads, "")
 
+    def set_cascades(self, cascades: Iterable[Cascade]) -> None:
+        """The database's foreign keys that change child rows on their own (ON DELETE or ON
+        UPDATE CASCADE / SET NULL). InnoDB does not write those changes to the binlog, so a
+        delete (or a key update) of a parent row takes the fallback for every entity that
+        owns or reads a table the cascade reaches."""
+        self.cascades: dict[str, list[Cascade]] = {}
+        for c in cascades:
+            self.cascades.setdefault(c.parent, []).append(c)
+
+    def _cascaded(self, table: str, before: Mapping[str, Any] | None,
+                  after: Mapping[str, Any] | None) -> Iterable[Ref]:  # fmt: skip
+        seen: set[str] = set()
+        todo = [c for c in getattr(self, "cascades", {}).get(table, ())
+                if c.fires(before, after)]  # fmt: skip
+        while todo:
+            c = todo.pop()
+            if c.child in seen:
+                continue
+            seen.add(c.child)
+            why = f"{c.child} rows changed by the foreign key {c.name} (not in the binlog)"
+            for entity in self.own.get(c.child, ()):
+                yield Everything(entity.name, why)
+            for reader in self.readers.get(c.child, ()):
+                yield Everything(reader.entity.name, why)
+            todo.extend(self.cascades.get(c.child, ()))  # what the cascade's own deletes fire
+
     def tables(self) -> set[str]:
         """Every table whose changes the sync must read."""
         return set(self.own) | set(self.readers)
@@ -259,6 +329,7 @@ class DependencyIndex:
             yield from self._own_refs(entity, before, after)
         for reader in self.readers.get(table, ()):
             yield from self._reader_refs(reader, before, after)
+        yield from self._cascaded(table, before, after)
 
     def _own_refs(self, entity: Entity, before: Mapping[str, Any] | None,
                   after: Mapping[str, Any] | None) -> Iterable[Ref]:  # fmt: skip

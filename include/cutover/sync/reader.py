@@ -13,8 +13,8 @@ buffers what it needs up to the commit event.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,12 +59,11 @@ class Restarted:
 Event = RowChange | Commit | Idle | Restarted
 
 
-def _server_id(mysql: MySQLSettings, schema: str) -> int:
-    """A replica server id of our own, stable for one database (two syncs of different
-    databases on one server must not share one: the server drops the older connection)."""
-    return 1_000_000 + zlib.crc32(f"cutover-sync:{mysql.host}:{mysql.port}:{schema}".encode()) % (
-        2**31
-    )
+def _server_id() -> int:
+    """A replica server id of this reader's own: the server drops the older of two
+    connections with one id, so a sync and a backfill's handoff (or two syncs) must not
+    share one."""
+    return 1_000_000 + secrets.randbelow(2**31 - 2_000_000)
 
 
 def _gtid_state(gtid: str | None) -> dict[str, str]:
@@ -136,7 +135,7 @@ class BinlogReader:
                   HeartbeatLogEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent]  # fmt: skip
         return BinLogStreamReader(
             connection_settings=settings,
-            server_id=_server_id(self.mysql, self.schema),
+            server_id=_server_id(),
             blocking=True,
             slave_heartbeat=self.heartbeat,
             only_events=events,

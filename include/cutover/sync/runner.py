@@ -31,7 +31,7 @@ from cutover.routing.dynamo_store import DynamoStore
 from cutover.settings import Settings
 from cutover.sync.applier import Applier, BatchResult
 from cutover.sync.checkpoint import CheckpointStore
-from cutover.sync.mapper import DependencyIndex, Ref
+from cutover.sync.mapper import DependencyIndex, Ref, cascades_of
 from cutover.sync.position import (
     Position,
     binlog_sizes,
@@ -97,6 +97,7 @@ class SyncRun:
         self.applier = Applier(contract, self.index, DynamoStore(self.http, settings.table_prefix))
         self.conn = connect(settings.mysql, read_timeout=120, write_timeout=60)
         self.mariadb = is_mariadb(self.conn)
+        self.index.set_cascades(cascades_of(self.conn))
 
     def close(self) -> None:
         self.applier.close()
