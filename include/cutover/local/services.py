@@ -313,9 +313,11 @@ class MariaDBFiles:
         if self.os_user:
             chown_tree(self.directory, self.os_user)
         user = [f"--user={self.os_user}"] if self.os_user else []
+        # Its own tmpdir, never /tmp: a starting mariadbd deletes every #sql* file in its
+        # tmpdir, so two installs (or servers) sharing one break each other's temporary tables.
         done = subprocess.run(
             ["mariadb-install-db", "--no-defaults", *user, f"--datadir={self.datadir}",
-             *install_options],
+             f"--tmpdir={self.tmpdir}", *install_options],
             capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if done.returncode != 0 or not (self.datadir / "mysql").is_dir():
