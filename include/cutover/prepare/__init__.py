@@ -87,5 +87,16 @@ def prepare(contract: Contract, settings: Settings) -> PrepareReport:
         contract=contract.name,
         views=views,
         tables=tables,
-        warnings=[str(p) for p in problems if p.severity == "warning"],
+        warnings=[str(p) for p in problems if p.severity == "warning"]
+        + _binlog_warnings(contract, settings),
     )
+
+
+def _binlog_warnings(contract: Contract, settings: Settings) -> list[str]:
+    """The sync's preflight, as warnings: a migration can be prepared before the binlog is
+    on, but nothing follows MySQL's changes until it is."""
+    from cutover.sync.mapper import DependencyIndex
+    from cutover.sync.preflight import preflight
+
+    problems = preflight(settings.mysql, sorted(DependencyIndex(contract).tables()))
+    return [f"binlog: {p.line}" for p in problems]
