@@ -1,12 +1,17 @@
 """The headline of the routing layer: the sample application keeps running through the
 layer while its contract goes from mysql_only to dynamodb_only through the real gates. A
 real `airflow standalone` runs each phase_gate DAG and this test approves over the REST API
-as a person would; the stages run as `cutover` runs them. No request fails, and at the end
-DynamoDB holds exactly what the log of committed writes says.
+as a person would; the stages run as `cutover` runs them. No request fails; in phases 1-3
+the application writes MySQL only and DynamoDB follows the binlog (the sync, run here by
+the test: the backfill's handoff, then ``run_sync(once=True)`` over and over, as the sync
+DAG would keep it), full parity holds in phases 2 and 4, and at the end DynamoDB holds
+exactly what the log of the layer's own item writes (phases 4-5) says.
 
-The two full parity runs (validate in phase 2, validate and reconcile in phases 3-4) pause
-the traffic's writes while they read both stores (reads go on): a full comparison of two
-stores that are being written is not a consistent cut. Everything else runs under writes.
+The full parity runs (validate in phase 2, validate and reconcile in phases 3-4) pause the
+traffic's writes while they read both stores (reads go on): a full comparison of two stores
+that are being written is not a consistent cut. So does the move into phase 4, fenced by
+hand as DESIGN.md's epochs will fence it: no phase-3 write lands in MySQL after the last
+sync. Everything else runs under writes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 import pytest
 from tests.airflow_standalone import Api, standalone, trigger_and_answer
-from tests.routing_checks import TrafficThread, differences_from_log
+from tests.routing_checks import SyncLoop, TrafficThread, differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.phases.model import Phase
@@ -33,8 +38,13 @@ from cutover.routing.layer import DualDatabase
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare, run_reconcile, run_validate
+from cutover.sync.runner import run_sync
 
 pytestmark = pytest.mark.e2e
+
+# A phase-3 shadow read that differs is read again after this long: DynamoDB follows MySQL a
+# sync run behind, so a read of a row just written may find its item not yet synced.
+RECHECK_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -54,7 +64,9 @@ def walk(
     env = {"CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
            "CUTOVER_TABLE_PREFIX": settings.table_prefix,
            "CUTOVER_MYSQL_URL": f"mysql://root@{settings.mysql.host}:{settings.mysql.port}/"
-                                f"{settings.mysql.database}"}  # fmt: skip
+                                f"{settings.mysql.database}",
+           # only the phase gate runs (see _only_the_gate_runs)
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}  # fmt: skip
     home = tmp_path / "airflow"
     home.mkdir()
     try:
@@ -128,33 +140,58 @@ def _shadow(store: PhaseStore, contract: Any, phase: Phase) -> dict[str, Any]:
     return _wait_for(f"shadow reads in {phase.slug}", ready, timeout=120)
 
 
+def _only_the_gate_runs(api: Api, contract: Any) -> None:
+    """The contract's DAGs are created paused and only the phase gate is resumed: the walk
+    runs the stages itself. A scheduled DAG would race with them (the nightly reconcile's
+    first run starts as soon as the DAG appears and validates into the same GX project),
+    and the sync DAG would run in phases 4-5, where the sync must not run (it does not check
+    the phase yet; in phase 5 it would put back items DynamoDB deleted, whose rows MySQL
+    keeps)."""
+    dag = f"{contract.name}__phase_gate"
+    api.wait(f"DAG {dag} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{dag}"))
+    assert not api.call("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})["is_paused"]
+
+
 def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any, ddb: Any) -> None:
     api, contract, settings, store, tmp = walk
+    _only_the_gate_runs(api, contract)
     run_prepare(contract, settings)
-    layer = DualDatabase(contract, settings, shadow_rate=1.0)
+    layer = DualDatabase(contract, settings, shadow_rate=1.0, recheck_seconds=RECHECK_SECONDS)
     layer.phases.ttl = 1.0
     log = tmp / "traffic.jsonl"
     traffic = TrafficThread(layer, log, rate=12, threads=3, seed=11, flush_every=2.0)
+    sync: SyncLoop | None = None
     figures: dict[str, Any] = {}
     try:
         time.sleep(3)  # phase 1 traffic
         _advance(api, store, contract, Phase.DUAL_WRITE)
         time.sleep(3)
-        manifest = run_backfill(contract, settings)  # while the application dual-writes
-        assert manifest["catch_up"]["converged"]["changes"] > 0  # it wrote during the copy
+        manifest = run_backfill(contract, settings)  # while the application writes MySQL
+        assert manifest["handoff"]["transactions"] > 0  # it wrote during the copy
+        sync = SyncLoop(contract, settings)  # from the handoff's checkpoint on
 
         traffic.quiet()
+        run_sync(contract, settings, once=True)  # DynamoDB at the binlog's end
         report = run_validate(contract, settings)
         assert report["success"], [t["parity"]["differences"][:3] for t in report["tables"]]
         traffic.pause.clear()
+        run_sync(contract, settings, once=True)  # fresh sync evidence for the gate
         _advance(api, store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
 
         shadow3 = _shadow(store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
         assert shadow3["mismatches"] == 0, shadow3["mismatched"]
         traffic.quiet()
+        run_sync(contract, settings, once=True)
         assert run_reconcile(contract, settings, repair=True)["success"]
-        traffic.pause.clear()
+        # writes stay paused until the layer writes DynamoDB first: the last sync (also the
+        # gate's fresh evidence) then leaves no phase-3 write behind
+        run_sync(contract, settings, once=True)
         _advance(api, store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+        _wait_for("the layer to read phase 4",
+                  lambda: layer.phase() == Phase.DUAL_READ_DYNAMODB_PRIMARY)  # fmt: skip
+        figures["sync_runs"] = sync.stop()
+        sync = None
+        traffic.pause.clear()
 
         shadow4 = _shadow(store, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
         assert shadow4["mismatches"] == 0, shadow4["mismatched"]
@@ -169,18 +206,26 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         time.sleep(5)  # phase 5 traffic
         figures["shadow"] = {3: shadow3, 4: shadow4}
     finally:
-        summary = traffic.finish()
-        layer.close()
+        try:
+            if sync is not None:
+                sync.stop()
+        finally:
+            summary = traffic.finish()
+            layer.close()
     figures["summary"] = summary
     (tmp.parent / "phase_walk_figures.json").write_text(json.dumps(figures, default=str))
     shadow = {p: {k: v[k] for k in ("comparisons", "mismatches", "transient", "errors")}
               for p, v in figures.get("shadow", {}).items()}  # fmt: skip
     print(json.dumps({"requests": summary["requests"], "failed": summary["failed"],
                       "by_phase": summary["by_phase"], "shadow": shadow,
+                      "sync_runs": figures.get("sync_runs"),
                       "outboxed": summary["outboxed"]}, default=str))  # fmt: skip
 
     assert summary["failed"] == 0, summary["errors"]
     assert summary["phases"] == [1, 2, 3, 4, 5]
+    # The layer's own item writes (phases 4-5); DynamoDB's state from phases 1-3 was checked
+    # by the validations after the syncs above. No sync runs here: in phase 5 it would put
+    # back items the application deleted in DynamoDB (their rows stay in MySQL).
     checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
     assert checked > 100
     assert wrong == []

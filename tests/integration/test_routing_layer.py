@@ -1,6 +1,7 @@
-"""The routing layer against the real stores: where each phase sends writes and reads,
-shadow-read figures that are exact, and a backfill that runs under dual writes without
-bringing back deleted items or overwriting newer ones."""
+"""The routing layer against the real stores: where each phase sends writes and reads (in
+phases 1-3 MySQL only, DynamoDB following from the binlog through the sync, which covers
+writers that bypass the layer too), shadow-read figures that are exact, and a backfill that
+runs under live writes without bringing back deleted items or overwriting newer ones."""
 
 from __future__ import annotations
 
@@ -13,17 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.routing_checks import differences_from_log
+from tests.routing_checks import parity_failures, synced_parity
 
 from cutover.contract.load import load_contract
 from cutover.db import connect, query
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
+from cutover.routing.changes import Change
 from cutover.routing.dynamo_store import key_av
+from cutover.routing.entities import Entities
 from cutover.routing.layer import DualDatabase
+from cutover.routing.mysql_store import Deriver
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
+from cutover.sync.position import Position
+from cutover.sync.runner import run_sync
+from cutover.transform.items import Item
+from cutover.validate.canonical import canonical_item
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +66,31 @@ def _layer(contract: Any, settings: Settings, **kwargs: Any) -> DualDatabase:
     return layer
 
 
+def _item(ddb: Any, settings: Settings, contract: Any, pk: str, sk: str) -> Any:
+    key = key_av(contract.tables[0], {"PK": pk, "SK": sk})
+    return ddb.get_item(TableName=settings.table_prefix + "Users", Key=key,
+                        ConsistentRead=True).get("Item")  # fmt: skip
+
+
 def _user_item(ddb: Any, settings: Settings, contract: Any, user_id: int) -> Any:
-    table = contract.tables[0]
-    key = key_av(table, {"PK": f"USER#{user_id}", "SK": "PROFILE"})
-    return ddb.get_item(TableName=settings.table_prefix + "Users", Key=key).get("Item")
+    return _item(ddb, settings, contract, f"USER#{user_id}", "PROFILE")
+
+
+def _derived(contract: Any, settings: Settings, entity: str, **where: Any) -> dict[str, Any]:
+    """The one item MySQL's rows make now (the contract's view SELECT, as the backfill)."""
+    conn = connect(settings.mysql)
+    try:
+        with conn.cursor() as cur:
+            built = Deriver(contract).derive(cur, Entities(contract).get(entity),
+                                             {c: [v] for c, v in where.items()})  # fmt: skip
+    finally:
+        conn.close()
+    (item,) = [json.loads(b.body) for b in built if isinstance(b, Item)]
+    return item
+
+
+def _same_item(stored: Any, expected: dict[str, Any]) -> bool:
+    return stored is not None and canonical_item(stored) == canonical_item(expected)
 
 
 def test_each_phase_writes_where_its_row_of_the_phase_table_says(
@@ -71,26 +100,102 @@ def test_each_phase_writes_where_its_row_of_the_phase_table_says(
     layer = _layer(contract, settings, shadow_rate=0.0)
     conn = connect(settings.mysql)
     try:
-        layer.update("USER", {"id": 3}, {"bio": "phase one"})  # phase 1: MySQL only
-        assert query(conn, "SELECT bio FROM users WHERE id = 3") == [("phase one",)]
-        assert _user_item(ddb, settings, contract, 3) is None  # nothing was backfilled
-
-        _move(ddb, settings, contract, Phase.DUAL_WRITE)
-        result = layer.update("USER", {"id": 3}, {"bio": "phase two"})
-        item = _user_item(ddb, settings, contract, 3)
-        assert item["bio"] == {"S": "phase two"} and result.outboxed == 0
-        # the refresh brought the whole derived item, not just the changed column
-        assert item["order_count"]["N"] == str(
-            query(conn, "SELECT COUNT(*) FROM orders WHERE user_id = 3")[0][0]
-        )
+        for phase, bio in ((Phase.MYSQL_ONLY, "phase one"), (Phase.DUAL_WRITE, "phase two"),
+                           (Phase.DUAL_READ_MYSQL_PRIMARY, "phase three")):  # fmt: skip
+            _move(ddb, settings, contract, phase)
+            result = layer.update("USER", {"id": 3}, {"bio": bio})
+            assert (result.phase, result.items, result.outboxed) == (phase, [], 0)
+            assert query(conn, "SELECT bio FROM users WHERE id = 3") == [(bio,)]
+            assert _user_item(ddb, settings, contract, 3) is None  # MySQL only: no sync ran
+        assert layer.stats.by_phase[Phase.DUAL_WRITE].writes == 0  # no second write counted
 
         _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
         layer.update("USER", {"id": 3}, {"bio": "phase five"})
         assert _user_item(ddb, settings, contract, 3)["bio"] == {"S": "phase five"}
-        assert query(conn, "SELECT bio FROM users WHERE id = 3") == [("phase two",)]
+        assert query(conn, "SELECT bio FROM users WHERE id = 3") == [("phase three",)]
     finally:
         conn.close()
         layer.close()
+
+
+def test_a_phase_2_write_reaches_dynamodb_only_through_the_sync(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    contract, settings = migrated
+    run_sync(contract, settings, once=True)  # the sync starts here (a backfill's handoff would)
+    layer = _layer(contract, settings, shadow_rate=0.0)
+    try:
+        layer.update("USER", {"id": 3}, {"bio": "phase one"})
+        run_sync(contract, settings, once=True)
+        before = _user_item(ddb, settings, contract, 3)
+        assert before is not None and before["bio"] == {"S": "phase one"}
+
+        _move(ddb, settings, contract, Phase.DUAL_WRITE)
+        order_id = 900_001
+        result = layer.write([
+            Change("users", "update", {"id": 3}, {"bio": "phase two"}),
+            Change("orders", "put", {"id": order_id}, {"user_id": 3, "status": "paid",
+                   "total_amount": "12.50", "shipping_address": '{"city": "Kraków"}'}),
+        ])  # fmt: skip
+    finally:
+        layer.close()
+    assert (result.items, result.outboxed) == ([], 0)
+    assert _user_item(ddb, settings, contract, 3) == before  # DynamoDB untouched
+    assert _item(ddb, settings, contract, "USER#3", f"ORDER#{order_id}") is None
+
+    report = run_sync(contract, settings, once=True)
+    assert report["transactions"] == 1 and report["items_written"] >= 2, report
+    user = _user_item(ddb, settings, contract, 3)
+    assert user["bio"] == {"S": "phase two"}
+    # the whole derived item, the order's aggregate on the user included
+    assert _same_item(user, _derived(contract, settings, "USER", id=3))
+    assert int(user["order_count"]["N"]) == int(before["order_count"]["N"]) + 1
+    order = _item(ddb, settings, contract, "USER#3", f"ORDER#{order_id}")
+    assert _same_item(order, _derived(contract, settings, "ORDER", id=order_id))
+    # the item's version is the binlog position of the transaction, not a clock of the layer
+    assert int(user["cutover_version"]["N"]) == Position.from_dict(report["position"]).ordinal
+
+
+def test_a_write_that_bypasses_the_layer_reaches_dynamodb_through_the_sync(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """A script's plain SQL, not the application's layer: the binlog carries it all the
+    same, a changed row, a new row and its aggregate on another item, a deleted row."""
+    contract, settings = migrated
+    run_backfill(contract, settings)  # its handoff leaves the sync's checkpoint
+    _move(ddb, settings, contract, Phase.DUAL_WRITE)
+    conn = connect(settings.mysql)
+    try:
+        ((user,),) = query(conn, "SELECT MIN(id) FROM users WHERE email <> '' AND id IN "
+                                 "(SELECT user_id FROM shopping_carts GROUP BY user_id "
+                                 "HAVING COUNT(*) = COUNT(DISTINCT product_id))")  # fmt: skip
+        ((product,),) = query(conn, "SELECT MIN(product_id) FROM shopping_carts "
+                                    "WHERE user_id = %s", (user,))  # fmt: skip
+        cart_sk = f"CART#{product}"
+        before = _user_item(ddb, settings, contract, user)
+        assert before is not None and _item(ddb, settings, contract, f"USER#{user}", cart_sk)
+        conn.begin()
+        with conn.cursor() as cur:
+            cur.execute("UPDATE users SET bio = 'set by a script' WHERE id = %s", (user,))
+            cur.execute("INSERT INTO orders (user_id, status, total_amount) "
+                        "VALUES (%s, 'pending', 20.00)", (user,))  # fmt: skip
+            order_id = int(cur.lastrowid)
+            cur.execute("DELETE FROM shopping_carts WHERE user_id = %s AND product_id = %s",
+                        (user, product))  # fmt: skip
+        conn.commit()
+    finally:
+        conn.close()
+    assert _user_item(ddb, settings, contract, user) == before  # nothing wrote DynamoDB yet
+
+    report = run_sync(contract, settings, once=True)
+    assert report["transactions"] == 1 and report["items_deleted"] >= 1, report
+    item = _user_item(ddb, settings, contract, user)
+    assert item["bio"] == {"S": "set by a script"}
+    assert int(item["order_count"]["N"]) == int(before["order_count"]["N"]) + 1
+    assert _same_item(item, _derived(contract, settings, "USER", id=user))
+    order = _item(ddb, settings, contract, f"USER#{user}", f"ORDER#{order_id}")
+    assert _same_item(order, _derived(contract, settings, "ORDER", id=order_id))
+    assert _item(ddb, settings, contract, f"USER#{user}", cart_sk) is None
 
 
 def test_shadow_reads_count_exactly_the_corrupted_items(
@@ -128,21 +233,23 @@ def test_shadow_reads_count_exactly_the_corrupted_items(
     assert all(m["attributes"] == ["username"] for m in evidence["mismatched"])
 
 
-def test_a_backfill_under_live_dual_writes_converges(
-    migrated: tuple[Any, Settings], ddb: Any, tmp_path: Path
+def test_a_backfill_under_live_writes_converges_with_the_sync(
+    migrated: tuple[Any, Settings], ddb: Any
 ) -> None:
+    """Phase 2 traffic while the backfill copies: its handoff applies the changes made
+    during the copy, the sync those made after; then DynamoDB is MySQL's derivation, item
+    for item (no deleted item came back, no older copy stayed over a newer one)."""
     from cutover.routing.traffic import run_traffic
 
     contract, settings = migrated
     _move(ddb, settings, contract, Phase.DUAL_WRITE)
     layer = _layer(contract, settings, shadow_rate=0.0)
-    log = tmp_path / "traffic.jsonl"
     stop = threading.Event()
     summary: dict[str, Any] = {}
 
     def traffic() -> None:
         summary.update(run_traffic(layer, rate=25, duration=600, threads=3, seed=3,
-                                   log_path=log, flush_every=1000, stop=stop))  # fmt: skip
+                                   flush_every=1000, stop=stop))  # fmt: skip
 
     thread = threading.Thread(target=traffic, daemon=True)
     thread.start()
@@ -153,14 +260,12 @@ def test_a_backfill_under_live_dual_writes_converges(
         thread.join(timeout=120)
         layer.close()
     assert summary["failed"] == 0, summary["errors"]
-    ops = [json.loads(line) for line in log.read_text().splitlines()]
-    writes = [w for entry in ops for w in entry.get("items") or []]
-    assert any(w["op"] == "delete" for w in writes), "the traffic deleted nothing"
-    assert len({json.dumps(w["key"]) for w in writes if w["op"] == "put"}) > 20
-    assert manifest["catch_up"]["converged"]["changes"] > 0
-    checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
-    assert checked > 20
-    assert wrong == []  # no deleted item came back, no newer item was overwritten
+    ops = summary["by_operation"]
+    assert ops["user_delete"]["requests"] + ops["cart_remove"]["requests"] > 0, ops
+    assert manifest["handoff"]["transactions"] > 0  # the traffic wrote during the copy
+    synced, report = synced_parity(contract, settings)
+    assert synced["transactions"] > 0  # and after it
+    assert report["success"], parity_failures(report)
 
 
 def test_reconcile_follows_the_phase(migrated: tuple[Any, Settings], ddb: Any) -> None:
@@ -217,5 +322,7 @@ def test_rows_sharing_an_item_key_are_not_written_as_the_backfill_quarantines_th
         result = layer.update("CART", {"id": cart_id}, {"quantity": 9})
     finally:
         layer.close()
-    assert [w["op"] for w in result.items] == ["delete"]
+    assert result.items == []  # MySQL only
+    report = run_sync(contract, settings, once=True)
+    assert report["transactions"] == 1 and report["rejected"] >= 1, report
     assert "Item" not in ddb.get_item(TableName=table, Key=key_av(contract.tables[0], key))

@@ -1,7 +1,7 @@
 """The load generator against the real stores: the sample application's traffic in phase 2
-(dual writes) runs every action without a failure, and DynamoDB ends holding, for every key
-the log wrote, exactly the last state logged; `cutover traffic` does the same from the
-command line."""
+runs every action without a failure, touching MySQL only, and once the sync has followed
+the binlog DynamoDB is MySQL's derivation, item for item; `cutover traffic` does the same
+from the command line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tests.routing_checks import differences_from_log
+from tests.routing_checks import parity_failures, synced_parity
 
 from cutover.contract.load import load_contract
 from cutover.contract.model import Contract
@@ -65,20 +65,7 @@ def prepared(scratch_db: Settings, ddb: Any) -> Iterator[tuple[Contract, Setting
     yield from _sample(scratch_db, ddb, "trafficcli", backfill=False)
 
 
-def _last_writes(log: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[Any, set[int]]]:
-    """(table, key) -> the last write the log lists for it, and the threads that wrote it."""
-    last: dict[tuple[str, str], dict[str, Any]] = {}
-    writers: dict[tuple[str, str], set[int]] = {}
-    for line in log.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        for write in entry.get("items") or []:
-            ident = (write["table"], json.dumps(write["key"], sort_keys=True))
-            last[ident] = write
-            writers.setdefault(ident, set()).add(entry["thread"])
-    return last, writers
-
-
-def test_phase_2_traffic_leaves_dynamodb_as_the_log_says(
+def test_phase_2_traffic_writes_mysql_only_and_the_sync_brings_dynamodb_to_it(
     migrated: tuple[Contract, Settings], ddb: Any, tmp_path: Path
 ) -> None:
     contract, settings = migrated
@@ -97,23 +84,28 @@ def test_phase_2_traffic_leaves_dynamodb_as_the_log_says(
     assert summary["requests"] > 100, summary
     assert set(ACTIONS) <= set(summary["by_operation"]), sorted(summary["by_operation"])
     assert summary["phases"] == [2] and summary["by_phase"][2]["requests"] == summary["requests"]
-    assert summary["outboxed"] == 0 and summary["errors"]["flush_failures"] == 0
+    assert summary["errors"]["flush_failures"] == 0 and seen and seen[-1]["phase"] == 2
     assert all(f["p50_ms"] is not None for f in summary["by_operation"].values())
-    assert summary["routing"]["2"]["writes"] > 0 and seen and seen[-1]["phase"] == 2
+    # every request of phase 2 went to MySQL alone: no DynamoDB call, no second write
+    latency = summary["routing"]["2"]["latency"]
+    assert set(latency) == {"mysql"} and latency["mysql"]["write"]["count"] > 50, latency
+    assert summary["routing"]["2"]["writes"] == 0 and summary["outboxed"] == 0
+    assert not any("outbox" in line for line in summary_lines(summary))
     evidence = PhaseStore(ddb, settings.table_prefix).evidence(contract.name)
-    assert evidence["dual_writes"]["writes"] == summary["routing"]["2"]["writes"]
+    assert "dual_writes" not in evidence and "shadow_reads" not in evidence
 
     entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert {e["op"] for e in entries} == set(summary["by_operation"])
     assert all(e["phase"] == 2 for e in entries)
-    assert any("answer" in e for e in entries) and any("items" in e for e in entries)
-    _, writers = _last_writes(log)
-    shared = {k: w for k, w in writers.items() if len(w) > 1}
-    assert not shared, f"keys written by more than one thread: {shared}"
+    writes = [e for e in entries if "items" in e]
+    assert writes and any("answer" in e for e in entries)
+    assert all(e["items"] == [] and "outboxed" not in e for e in writes)  # the layer wrote no item
 
-    checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
-    assert checked > 50
-    assert not wrong, "\n".join(wrong[:20])
+    synced, report = synced_parity(contract, settings)
+    # a write that changed no row (a quantity set to what it was) leaves no binlog event
+    assert synced["transactions"] > len(writes) // 2, (len(writes), synced)
+    assert synced["items_written"] > len(writes) // 2, (len(writes), synced)
+    assert report["success"], parity_failures(report)
 
 
 def _cutover_command() -> list[str]:
@@ -144,4 +136,4 @@ def test_cutover_traffic_writes_its_summary(
     assert isinstance(summary["requests"], int) and summary["requests"] > 0
     assert isinstance(summary["failed"], int) and summary["failed"] == 0
     assert "requests in" in done.stdout and "p99 ms" in done.stdout
-    assert "phase 2" in done.stdout
+    assert "phase 2" in done.stdout and "outbox" not in done.stdout

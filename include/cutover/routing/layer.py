@@ -2,14 +2,14 @@
 DESIGN.md). It follows the contract's phase, read from the phase store through
 ``PhaseClient``:
 
-* the store that answers reads is authoritative and written first; if that write fails the
-  request fails and the other store is not touched;
-* the other store's change is kept in an outbox written atomically with the authoritative
-  change (a MySQL table in the same transaction in phases 2-3, an item of the control table
-  in the same TransactWriteItems in phase 4), applied right after, and replayed when that
-  failed (`cutover outbox replay`, the reconcile DAG);
-* phase 3 compares DynamoDB's answer with MySQL's, phase 4 MySQL's with DynamoDB's, off the
-  request path; phases 3 and 4 fall back to the other store when the primary fails.
+* phases 1-3 write MySQL only, in one transaction: DynamoDB follows from the binlog
+  (``cutover.sync``), so writers that bypass the layer are covered too;
+* phases 4-5 write DynamoDB first; in phase 4 MySQL's part is kept in an outbox item written
+  in the same TransactWriteItems, applied right after, and replayed when that failed
+  (`cutover outbox replay`, the reconcile DAG);
+* phase 3 compares DynamoDB's answer (as the sync keeps it) with MySQL's, phase 4 MySQL's
+  with DynamoDB's, off the request path; phases 3 and 4 fall back to the other store when
+  the primary fails.
 
 Items are derived from MySQL rows by the contract's view SELECT and the backfill's item
 builder, and compared in the validation's canonical form.
@@ -74,7 +74,7 @@ _NOT_A_STORE_FAILURE = (TerminalError, MySQLdb.IntegrityError, MySQLdb.DataError
 class WriteResult:
     phase: int
     items: list[dict[str, Any]] = field(default_factory=list)  # the items this write set
-    outboxed: int = 0  # changes to the second store kept for replay
+    outboxed: int = 0  # phase 4: MySQL's part kept in DynamoDB's outbox for replay
     keys: dict[str, Any] = field(default_factory=dict)  # source keys assigned (AUTO_INCREMENT)
 
 
@@ -161,7 +161,7 @@ class DualDatabase:
         self._lock = threading.Lock()
         self._shadow = ThreadPoolExecutor(shadow_workers, thread_name_prefix="cutover-shadow")
         self._shadow_count = 0
-        self._outbox_ready = False
+        self._applied_ready = False
         self._evidence: Any = None
         self.versioned_tables = {
             e.source_table: e.version_column for e in self.entities if e.version_column
@@ -245,11 +245,11 @@ class DualDatabase:
         finally:
             self.stats.latency(phase, store, op, (time.perf_counter() - started) * 1000)
 
-    def ensure_outbox(self) -> None:
-        if not self._outbox_ready:
+    def ensure_applied_table(self) -> None:
+        if not self._applied_ready:
             with self.transaction() as cur:
-                mysql_store.ensure_outbox(cur)
-            self._outbox_ready = True
+                mysql_store.ensure_applied_table(cur)
+            self._applied_ready = True
 
     # --- writes --------------------------------------------------------------------------
 
@@ -280,33 +280,31 @@ class DualDatabase:
             if c.op != "put" and not c.key:
                 raise RoutingError(f"a {c.op} on {c.table} needs the row's key")
         phase = self.phase()
-        changes = self._versioned(changes)
         result = WriteResult(int(phase))
         op = "write"
-        if phase == Phase.MYSQL_ONLY:
+        if phase <= Phase.DUAL_READ_MYSQL_PRIMARY:
+            # MySQL only; its binlog carries the change to DynamoDB, and the version column
+            # is left to MySQL (the items' version is the binlog position)
             self._timed(
-                phase,
-                MYSQL,
-                op,
-                lambda: self._mysql(lambda: self._mysql_apply(changes, result, False)),
+                phase, MYSQL, op, lambda: self._mysql(lambda: self._mysql_apply(changes, result))
             )
-        elif phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY):
-            self._mysql_first(phase, changes, result)
-        elif phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
+            return result
+        changes = self._versioned(changes)
+        if phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
             sent = _Sent()
             try:
                 record = self._timed(
                     phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True, sent)
                 )
             except StoreUnavailable:
-                # fallbackEnabled: with DynamoDB down, MySQL takes the write and its outbox
-                # keeps DynamoDB's part. A transaction that was sent has an unknown outcome
-                # (DynamoDB may have applied it and the answer been lost): MySQL notes its
-                # outbox entry as applied, so replay removes that entry instead of applying
-                # it again, and the refreshes bring the items to MySQL's rows either way.
+                # fallbackEnabled: with DynamoDB down, MySQL takes the write. A transaction
+                # that was sent has an unknown outcome (DynamoDB may have applied it and the
+                # answer been lost): MySQL notes its outbox entry as applied, so replay
+                # removes that entry instead of applying it again, and the refreshes bring
+                # the items to MySQL's rows either way.
                 self.stats.fallback(phase)
                 result.items.clear()
-                self._mysql_first(phase, changes, result, applied=sent.record)
+                self._fallback(phase, changes, result, applied=sent.record)
                 return result
             self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
         else:
@@ -314,15 +312,24 @@ class DualDatabase:
             self.stats.write(phase, failed=False)
         return result
 
-    def _mysql_first(self, phase: Phase, changes: list[Change], result: WriteResult,
-                     applied: str | None = None) -> None:  # fmt: skip
-        """MySQL's transaction with the outbox rows, then each item refreshed in DynamoDB;
-        ``applied``: DynamoDB's outbox entry of the same changes, noted as applied."""
-        refreshes, ids = self._timed(
+    def _fallback(self, phase: Phase, changes: list[Change], result: WriteResult,
+                  applied: str | None) -> None:  # fmt: skip
+        """Phase 4 with DynamoDB down: MySQL's transaction (noting DynamoDB's outbox entry
+        ``applied`` of the same changes, if one was sent), then each item it touches
+        refreshed in DynamoDB from MySQL's rows. Nothing keeps a refresh that fails: the
+        write stands in MySQL and counts as a failed second write (``dual_writes``)."""
+        refreshes = self._timed(
             phase, MYSQL, "write",
-            lambda: self._mysql(lambda: self._mysql_apply(changes, result, True, applied)),
+            lambda: self._mysql(lambda: self._mysql_fallback(changes, result, applied)),
         )  # fmt: skip
-        self._second(phase, result, lambda: self._refresh_all(refreshes, ids, result))
+        try:
+            self._timed(phase, DYNAMODB, "write_second",
+                        lambda: self._refresh_each(refreshes, result))  # fmt: skip
+            self.stats.write(phase, failed=False)
+        except (StoreUnavailable, CutoverError) as exc:
+            log.warning("a fallback write is in MySQL only; DynamoDB did not take its items: "
+                        "%s", exc)  # fmt: skip
+            self.stats.write(phase, failed=True)
 
     def _versioned(self, changes: list[Change]) -> list[Change]:
         version = self.clock.next()
@@ -335,30 +342,31 @@ class DualDatabase:
         return out
 
     def _second(self, phase: Phase, result: WriteResult, fn: Callable[[], None]) -> None:
-        """The second store's part: on failure the outbox keeps it and the request stands."""
+        """Phase 4's MySQL part: on failure DynamoDB's outbox keeps it and the request
+        stands."""
         try:
-            self._timed(phase, MYSQL if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY else DYNAMODB,
-                        "write_second", fn)  # fmt: skip
+            self._timed(phase, MYSQL, "write_second", fn)
             self.stats.write(phase, failed=False)
         except (StoreUnavailable, CutoverError) as exc:
-            log.warning("second store failed, kept in the outbox: %s", exc)
+            log.warning("MySQL failed, kept in DynamoDB's outbox: %s", exc)
             result.outboxed += 1
             self.stats.write(phase, failed=True)
 
-    # phases 1-3: MySQL first
+    # phases 1-3 (and phase 4's fallback): MySQL
 
-    def _mysql_apply(self, changes: list[Change], result: WriteResult, dual: bool,
-                     applied: str | None = None) -> Any:  # fmt: skip
-        if dual:
-            self.ensure_outbox()
+    def _mysql_apply(self, changes: list[Change], result: WriteResult) -> None:
         with self.transaction() as cur:
-            refreshes = self._apply_all(cur, changes, result, dual=dual, guard=False)
-            if not dual:
-                return None
-            ids = mysql_store.enqueue(cur, self.contract.name, refreshes)
+            self._apply_all(cur, changes, result, dual=False, guard=False)
+
+    def _mysql_fallback(self, changes: list[Change], result: WriteResult,
+                        applied: str | None) -> list[Refresh]:  # fmt: skip
+        if applied:
+            self.ensure_applied_table()
+        with self.transaction() as cur:
+            refreshes = self._apply_all(cur, changes, result, dual=True, guard=False)
             if applied:
                 mysql_store.note_applied(cur, self.contract.name, applied)
-        return refreshes, ids
+        return refreshes
 
     def _apply_all(
         self, cur: Any, changes: list[Change], result: WriteResult, *, dual: bool, guard: bool
@@ -428,24 +436,10 @@ class DualDatabase:
                     out.append(Refresh(dep.entity.name, skey, None, None))
         return out
 
-    def _refresh_all(self, refreshes: list[Refresh], ids: list[int], result: WriteResult) -> None:
-        """Bring each item up to date from MySQL, under its row's lock, then mark the outbox
-        rows applied. Raises (rows stay pending) when either store fails."""
-        try:
-            self._refresh_each(refreshes, result)
-        except Exception as exc:
-            with suppress(Exception), self.transaction() as cur:  # for the operator
-                mysql_store.mark_failed(cur, ids, str(exc))
-            raise
-        self._mysql(lambda: self._mark(ids))
-
     def _refresh_each(self, refreshes: list[Refresh], result: WriteResult) -> None:
+        """Bring each item up to date from MySQL, under its row's lock."""
         for refresh in refreshes:
             result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
-
-    def _mark(self, ids: list[int]) -> None:
-        with self.transaction() as cur:
-            mysql_store.mark_applied(cur, ids)
 
     def refresh(self, refresh: Refresh) -> list[dict[str, Any]]:
         entity = self.entities.get(refresh.entity)
@@ -629,7 +623,7 @@ class DualDatabase:
     def _apply_guarded(self, changes: list[Change], record: str | None,
                        result: WriteResult) -> list[Refresh]:  # fmt: skip
         if record:
-            self.ensure_outbox()
+            self.ensure_applied_table()
         with self.transaction() as cur:
             if record and not mysql_store.note_applied(cur, self.contract.name, record):
                 return self._rederive(cur, changes)
@@ -794,29 +788,27 @@ class DualDatabase:
     # --- evidence and replay -------------------------------------------------------------
 
     def outbox_depth(self) -> int:
+        """Entries of DynamoDB's phase-4 outbox MySQL does not have yet (0 when DynamoDB
+        cannot answer)."""
         depth = 0
         with suppress(Exception):  # a store that cannot answer counts nothing
-            self.ensure_outbox()
-            with self.transaction() as cur:
-                depth += mysql_store.depth(cur, self.contract.name)
-        with suppress(Exception):
-            depth += len(self.dynamo.outbox_pending(self.contract.name))
+            depth = len(self.dynamo.outbox_pending(self.contract.name))
         self.stats.outbox(depth)
         return depth
 
     def flush(self) -> dict[str, Any]:
-        """Record this process's figures for the current phase as gate evidence
-        (``shadow_reads``, ``dual_writes``)."""
+        """Record this process's figures for the current phase as gate evidence:
+        ``shadow_reads`` in phases 3-4, ``dual_writes`` from phase 4 on (phases 1-3 write
+        MySQL only; the sync's own evidence covers DynamoDB there)."""
         phase = self.phase()
         store = self._evidence_store()
-        depth = self.outbox_depth()
-        shadow = self.stats.shadow_evidence(phase)
-        writes = self.stats.write_evidence(phase, depth)
+        out: dict[str, Any] = {"shadow_reads": self.stats.shadow_evidence(phase)}
         if phase in (Phase.DUAL_READ_MYSQL_PRIMARY, Phase.DUAL_READ_DYNAMODB_PRIMARY):
-            store.record_evidence(self.contract.name, "shadow_reads", shadow)
-        if phase >= Phase.DUAL_WRITE:
-            store.record_evidence(self.contract.name, "dual_writes", writes)
-        return {"shadow_reads": shadow, "dual_writes": writes}
+            store.record_evidence(self.contract.name, "shadow_reads", out["shadow_reads"])
+        if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
+            out["dual_writes"] = self.stats.write_evidence(phase, self.outbox_depth())
+            store.record_evidence(self.contract.name, "dual_writes", out["dual_writes"])
+        return out
 
     def _evidence_store(self) -> Any:
         """The phase store evidence is recorded in, made on the first flush."""
@@ -875,4 +867,6 @@ def _differing(answer: list, other: list, primary: str) -> list[str]:
     if len(answer) != 1 or len(other) != 1:
         return [f"{len(answer)} item(s) from {primary}, {len(other)} from the other store"]
     diffs = differences(json.dumps(answer[0]), json.dumps(other[0]))
-    return sorted({d["attribute"] for d in diffs})
+    # the version is where each store's copy was written (a binlog position, a row's
+    # version), not data: ``_same`` leaves it out too
+    return sorted({d["attribute"] for d in diffs} - {VERSION_ATTRIBUTE})

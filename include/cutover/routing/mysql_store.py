@@ -1,9 +1,9 @@
 """The MySQL side of the routing layer: items derived from source rows by the contract's own
-view SELECT (the backfill's SQL and item builder, so both paths make the same item), the
-outbox table that keeps DynamoDB changes in the same transaction as the row change, and the
+view SELECT (the backfill's SQL and item builder, so both paths make the same item), and the
 refresh of one item under a row lock so that the last put of an item is its newest
-derivation. A second table notes which entries of DynamoDB's phase-4 outbox MySQL already
-has, so that replaying one is idempotent whether or not it was applied before."""
+derivation. A table notes which entries of DynamoDB's phase-4 outbox MySQL already has, so
+that replaying one is idempotent whether or not it was applied before. (In phases 1-3 the
+layer writes MySQL only: DynamoDB follows from the binlog, ``cutover.sync``.)"""
 
 from __future__ import annotations
 
@@ -21,24 +21,8 @@ from cutover.routing.changes import where_in
 from cutover.routing.entities import Entity
 from cutover.transform.items import Item, ItemBuilder, Rejection
 
-OUTBOX_TABLE = "cutover_outbox"
 APPLIED_TABLE = "cutover_outbox_applied"
 _FROM = "\x00cutover-from\x00"  # where the entity's FROM goes in a cached SELECT
-
-OUTBOX_DDL = f"""CREATE TABLE IF NOT EXISTS {q(OUTBOX_TABLE)} (
-  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  contract    VARCHAR(128) NOT NULL,
-  entity      VARCHAR(255) NOT NULL,
-  source_key  VARCHAR(1024) NOT NULL,
-  before_key  TEXT NULL,
-  version     BIGINT NULL,
-  created_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  applied_at  DATETIME(6) NULL,
-  attempts    INT NOT NULL DEFAULT 0,
-  last_error  TEXT NULL,
-  KEY ix_outbox_pending (contract, applied_at, id),
-  KEY ix_outbox_created (contract, created_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
 
 # One row per entry of DynamoDB's outbox (an ``OUTBOX#`` record of the control table) whose row
 # changes MySQL has, inserted in the transaction that applied them.
@@ -164,8 +148,7 @@ class Deriver:
         return built[0]
 
 
-def ensure_outbox(cursor: Any) -> None:
-    cursor.execute(OUTBOX_DDL)
+def ensure_applied_table(cursor: Any) -> None:
     cursor.execute(APPLIED_DDL)
 
 
@@ -181,93 +164,24 @@ def note_applied(cursor: Any, contract: str, record: str) -> bool:
     return int(cursor.rowcount) == 1
 
 
-def outbox_exists(cursor: Any) -> bool:
+def applied_table_exists(cursor: Any) -> bool:
     cursor.execute(
         "SELECT COUNT(*) FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name = %s",
-        (OUTBOX_TABLE,),
+        (APPLIED_TABLE,),
     )
     return bool(cursor.fetchone()[0])
 
 
-def enqueue(cursor: Any, contract: str, refreshes: list[Refresh]) -> list[int]:
-    """Outbox rows for ``refreshes``, in the caller's transaction; their ids, in order."""
-    ids = []
-    for r in refreshes:
-        cursor.execute(
-            f"INSERT INTO {q(OUTBOX_TABLE)} (contract, entity, source_key, before_key, version) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (contract, r.entity, json.dumps(r.source_key, default=str),
-             json.dumps(r.before_key) if r.before_key else None, r.version),
-        )  # fmt: skip
-        ids.append(int(cursor.lastrowid))
-    return ids
-
-
-def mark_applied(cursor: Any, ids: list[int]) -> None:
-    if ids:
-        marks = ", ".join(["%s"] * len(ids))
-        cursor.execute(
-            f"UPDATE {q(OUTBOX_TABLE)} SET applied_at = UTC_TIMESTAMP(6) WHERE id IN ({marks})",
-            ids,
-        )
-
-
-def mark_failed(cursor: Any, ids: list[int], error: str) -> None:
-    if ids:
-        marks = ", ".join(["%s"] * len(ids))
-        cursor.execute(
-            f"UPDATE {q(OUTBOX_TABLE)} SET attempts = attempts + 1, last_error = %s "
-            f"WHERE id IN ({marks})",
-            [error[:2000], *ids],
-        )
-
-
-def pending(cursor: Any, contract: str, limit: int = 500) -> list[tuple[int, Refresh]]:
-    cursor.execute(
-        f"SELECT id, entity, source_key, before_key, version FROM {q(OUTBOX_TABLE)} "
-        "WHERE contract = %s AND applied_at IS NULL ORDER BY id LIMIT %s",
-        (contract, limit),
-    )
-    return [
-        (int(i), Refresh(e, json.loads(k), json.loads(b) if b else None, v))
-        for i, e, k, b, v in cursor.fetchall()
-    ]
-
-
-def depth(cursor: Any, contract: str) -> int:
-    cursor.execute(
-        f"SELECT COUNT(*) FROM {q(OUTBOX_TABLE)} WHERE contract = %s AND applied_at IS NULL",
-        (contract,),
-    )
-    return int(cursor.fetchone()[0])
-
-
-def changed_since(cursor: Any, contract: str, since: str) -> list[Refresh]:
-    """Every refresh enqueued since ``since`` (applied or not), oldest first: what a backfill
-    that started then must replay over its snapshot."""
-    cursor.execute(
-        f"SELECT entity, source_key, before_key, version FROM {q(OUTBOX_TABLE)} "
-        "WHERE contract = %s AND created_at >= %s ORDER BY id",
-        (contract, since),
-    )
-    return [Refresh(e, json.loads(k), json.loads(b) if b else None, v)
-            for e, k, b, v in cursor.fetchall()]  # fmt: skip
-
-
-def prune(cursor: Any, contract: str, older_than_days: int) -> int:
-    cursor.execute(
-        f"DELETE FROM {q(OUTBOX_TABLE)} WHERE contract = %s AND applied_at IS NOT NULL "
-        "AND applied_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY",
-        (contract, older_than_days),
-    )
-    pruned = int(cursor.rowcount)
+def prune_applied(cursor: Any, contract: str, older_than_days: int) -> int:
+    """Forget the notes of DynamoDB outbox entries applied more than ``older_than_days`` ago
+    (their entries are long removed); the number forgotten."""
     cursor.execute(
         f"DELETE FROM {q(APPLIED_TABLE)} WHERE contract = %s "
         "AND applied_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY",
         (contract, older_than_days),
     )
-    return pruned + int(cursor.rowcount)
+    return int(cursor.rowcount)
 
 
 def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:

@@ -1,16 +1,13 @@
-"""Replaying what the second store missed, and repairing MySQL from DynamoDB.
+"""Replaying what MySQL missed in phase 4, and repairing MySQL from DynamoDB.
 
-* ``replay``: the MySQL outbox (phases 2-3: items to bring up to date in DynamoDB) and the
-  DynamoDB outbox (phase 4: row changes to apply to MySQL), oldest first. Each entry is
-  idempotent: an item is re-derived from its row under the row's lock and put only where
-  DynamoDB does not hold a newer version; a row change is applied only where MySQL does not
-  hold a newer one, and a DynamoDB entry MySQL already has (noted in
-  ``cutover_outbox_applied`` by the transaction that applied it: a removal that failed, or a
-  fallback write after a transaction whose answer was lost) is not applied again, its items
-  only derived anew. An entry that fails stays, and so do the ones after it.
-* ``converge_since``: every change the application made since a backfill started, applied
-  again over the backfill's snapshot, so that the snapshot neither brings back an item the
-  application deleted nor leaves an older copy over a newer one.
+* ``replay``: DynamoDB's outbox (phase 4: row changes to apply to MySQL), oldest first. Each
+  entry is idempotent: a row change is applied only where MySQL does not hold a newer one,
+  and an entry MySQL already has (noted in ``cutover_outbox_applied`` by the transaction
+  that applied it: a removal that failed, or a fallback write after a transaction whose
+  answer was lost) is not applied again, its items only derived anew (re-derived from their
+  rows under the row's lock and put only where DynamoDB does not hold a newer version). An
+  entry that fails stays, and so do the ones after it. (In phases 1-3 there is nothing to
+  replay: DynamoDB follows MySQL's binlog, ``cutover.sync``.)
 * ``repair_mysql``: in phase 4 DynamoDB is the source of truth; rows whose plain columns
   differ from the item are rewritten from it.
 """
@@ -34,9 +31,9 @@ from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.canonical import EntityClassifier
 
 EPOCH = dt.datetime(1970, 1, 1)
-# applied outbox rows are the change log a backfill under dual writes replays; a week covers
-# any backfill run
-OUTBOX_RETENTION_DAYS = 7
+# notes of applied DynamoDB outbox entries are kept a week: replay removes an entry long
+# before that
+APPLIED_RETENTION_DAYS = 7
 
 log = logging.getLogger("cutover.routing")
 
@@ -46,25 +43,11 @@ def _layer(contract: Contract, settings: Settings) -> DualDatabase:
 
 
 def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
-    """Drain both outboxes; returns counts and what is left."""
+    """Drain DynamoDB's outbox into MySQL; returns counts and what is left."""
     layer = _layer(contract, settings)
     counts: Counter[str] = Counter()
     error = None
     try:
-        layer.ensure_outbox()
-        while True:
-            with layer.transaction() as cur:
-                batch = mysql_store.pending(cur, contract.name)
-            if not batch:
-                break
-            for ident, refresh in batch:
-                layer.refresh(refresh)
-                with layer.transaction() as cur:
-                    mysql_store.mark_applied(cur, [ident])
-                counts["mysql_outbox"] += 1
-        with layer.transaction() as cur:
-            if pruned := mysql_store.prune(cur, contract.name, OUTBOX_RETENTION_DAYS):
-                counts["pruned"] += pruned
         while True:
             entries = layer.dynamo.outbox_pending(contract.name)
             if not entries:
@@ -73,6 +56,11 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
                 changes = [Change.from_json(c) for c in payload["changes"]]
                 layer.apply_to_mysql(changes, record, WriteResult(0))
                 counts["dynamodb_outbox"] += 1
+        with layer.transaction() as cur:
+            if mysql_store.applied_table_exists(cur) and (
+                pruned := mysql_store.prune_applied(cur, contract.name, APPLIED_RETENTION_DAYS)
+            ):
+                counts["pruned"] += pruned
     except Exception as exc:  # reported; the entries stay for the next run
         error = str(exc)
         log.warning("outbox replay stopped: %s", exc)
@@ -80,34 +68,6 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
         left = layer.outbox_depth()
         layer.close()
     return {"replayed": dict(counts), "left": left, "error": error}
-
-
-def converge_since(contract: Contract, settings: Settings, since: str) -> dict[str, int]:
-    """Re-derive every item the application changed since ``since`` (UTC, ISO)."""
-    conn = connect(settings.mysql)
-    try:
-        with conn.cursor() as cur:
-            if not mysql_store.outbox_exists(cur):
-                return {"changes": 0}
-            # a minute of margin for the clocks of MySQL and of the run's host
-            start = dt.datetime.fromisoformat(since).astimezone(dt.UTC).replace(tzinfo=None)
-            start -= dt.timedelta(minutes=1)
-            refreshes = mysql_store.changed_since(cur, contract.name, start.isoformat(" "))
-    finally:
-        conn.close()
-    if not refreshes:
-        return {"changes": 0}
-    layer = _layer(contract, settings)
-    try:
-        seen: set[tuple[str, str]] = set()
-        for refresh in reversed(refreshes):  # the newest entry of a key carries its before_key
-            if refresh.ident() in seen and refresh.before_key is None:
-                continue
-            seen.add(refresh.ident())
-            layer.refresh(refresh)
-    finally:
-        layer.close()
-    return {"changes": len(refreshes), "items": len(seen)}
 
 
 def repair_mysql(

@@ -1,7 +1,8 @@
-"""Figures the routing layer keeps while it serves: dual writes (writes, failures of the
-second store, outbox), shadow-read comparisons per entity and operation with sampled
-mismatches, and latency per store and operation. Thread-safe; kept per phase, because the
-evidence a gate asks for is that of the phase the contract is in."""
+"""Figures the routing layer keeps while it serves: the writes of phases 4-5 (in phase 4,
+failures of the second store and DynamoDB's outbox; phases 1-3 write MySQL only and count
+none), shadow-read comparisons per entity and operation with sampled mismatches, and latency
+per store and operation. Thread-safe; kept per phase, because the evidence a gate asks for
+is that of the phase the contract is in."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def _round(value: float | None) -> float | None:
 class PhaseStats:
     def __init__(self) -> None:
         self.writes = 0
-        self.failures = 0  # writes whose second store failed: kept in the outbox
+        self.failures = 0  # phase 4: writes whose second store failed
         self.fallbacks = 0
         self.comparisons: dict[tuple[str, str], int] = defaultdict(int)
         self.mismatches: dict[tuple[str, str], int] = defaultdict(int)

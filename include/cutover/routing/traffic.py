@@ -6,10 +6,12 @@ while the layer follows the contract's phase.
 Ownership keeps every key written in order: each thread owns its users (the ones it signs
 up, plus a disjoint slice of the sample's users) and a slice of the products (those of the
 sellers it owns, the others by id). A thread writes only its users' rows, and puts in carts
-and orders only its own products, so every DynamoDB item, including the ones a write
-refreshes through a join or an aggregate (a product's ``order_ids``, a cart's
-``max_paid_price``, a product's ``seller_name``), is written by one thread only: the log
-lists each key's writes in the order DynamoDB received them.
+and orders only its own products, so every DynamoDB item the layer writes in phases 4-5,
+including the ones a write refreshes through a join or an aggregate (a product's
+``order_ids``, a cart's ``max_paid_price``, a product's ``seller_name``), is written by one
+thread only: the log lists each key's writes in the order DynamoDB received them. (In phases
+1-3 the layer writes MySQL only, and a write logs no items: DynamoDB follows from the
+binlog.)
 
 New rows carry explicit ids in every phase (phases 4 and 5 write DynamoDB first and cannot
 wait for AUTO_INCREMENT): ``max(id) at start + 1_000_000 + thread * 100_000 + n``.
@@ -393,7 +395,8 @@ class Worker:
     def write(self, op: str, fn: Callable[[], WriteResult]) -> WriteResult:
         result, phase = self._call(op, fn)
         self.recorder.wrote(result)
-        self._log(op, phase, items=result.items, outboxed=result.outboxed)
+        kept = {"outboxed": result.outboxed} if phase >= 4 else {}  # DynamoDB's phase-4 outbox
+        self._log(op, phase, items=result.items, **kept)
         return result
 
     def read(self, op: str, fn: Callable[[], Any], **ident: Any) -> Any:
@@ -963,10 +966,13 @@ def _summary(
 
 def summary_lines(summary: dict[str, Any]) -> Iterator[str]:
     """The summary for people: totals, then p50/p99 per operation and per phase."""
+    # only phase 4 keeps writes in an outbox (DynamoDB's); phases 1-3 write MySQL only
+    outboxed = (
+        f", {summary['outboxed']} kept in DynamoDB's outbox" if 4 in summary["phases"] else ""
+    )
     yield (
         f"{summary['requests']:,} requests in {summary['seconds']:.1f}s "
-        f"({summary['rate']:.1f}/s), {summary['failed']} failed, "
-        f"{summary['outboxed']} kept in the outbox"
+        f"({summary['rate']:.1f}/s), {summary['failed']} failed{outboxed}"
         + (" (interrupted)" if summary.get("interrupted") else "")
     )
     yield f"{'operation':<28} {'requests':>8} {'failed':>6} {'p50 ms':>9} {'p99 ms':>9}"
