@@ -168,13 +168,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Services, the sample database, then the sample contract's prepare, backfill and
-    validate DAGs run through Airflow (dag.test), not around it. Airflow's and Great
-    Expectations' logs go to .local/logs/demo.log; the terminal shows cutover's progress
-    lines and ends with a summary read from the stage reports."""
+    validate DAGs run through Airflow (dag.test), not around it, then a burst of writes by
+    plain SQL that the sync follows from the binlog. Airflow's and Great Expectations' logs
+    go to .local/logs/demo.log; the terminal shows cutover's progress lines and ends with a
+    summary read from the stage reports, with the sync's figures."""
     import time
 
     from cutover.contract.load import load_contract
-    from cutover.dags.local_run import DagRunFailed, run_dag
+    from cutover.dags.local_run import DagRunFailed, run_dag, sync_burst
     from cutover.extract.staging import Staging
     from cutover.local.services import up
     from cutover.logs import quiet
@@ -183,10 +184,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cutover.summary import STAGES, demo_summary
 
     settings = Settings.from_env()
-    _print_states(up(settings))
+    states = up(settings)
+    _print_states(states)
+    # started by cutover with a data directory: the backfill's items/s are SQLite's
+    on_disk = any(s.name == "dynamodb" and "data in" in s.detail for s in states)
     report = load_sample(settings, scale=args.scale)
     print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
-    name = load_contract(SAMPLE_CONTRACT).name
+    contract = load_contract(SAMPLE_CONTRACT)
+    name = contract.name
     log_file = LOCAL_DIR / "logs" / "demo.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")  # this run's log only
@@ -201,6 +206,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             except DagRunFailed as exc:
                 failed = exc, out.error_lines(offset)
                 break
+        sync: dict | None = None
+        if failed is None:
+            out.say("writing to MySQL by plain SQL while DynamoDB follows its binlog ...")
+            try:
+                sync = sync_burst(contract, settings, scale=args.scale)
+            except Exception as exc:  # the migration's summary is still worth showing
+                sync = {"error": f"{type(exc).__name__}: {exc}"}
     print()
     for line in demo_summary(
         Staging(settings.staging),
@@ -210,8 +222,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         login=("admin", os.environ.get("CUTOVER_AIRFLOW_PASSWORD") or "cutover"),
         fresh_since=started,
         next_step=failed is None,
+        sync=sync,
+        contract_file=os.path.relpath(SAMPLE_CONTRACT, Path.cwd()),
+        dynamodb_on_disk=on_disk,
     ):
         print(line)
+    if sync is not None and sync.get("error"):
+        return EXIT_FAILED
     if failed is not None:
         exc, error = failed
         sys.stdout.flush()
@@ -285,6 +302,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             workers=args.workers,
             backfill=not args.no_backfill,
             routing_requests=args.routing_requests,
+            sync_changes=args.sync_changes,
+            sync_seconds=args.sync_seconds,
         )
     print(format_table(result))
     if args.json:
@@ -403,7 +422,8 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
     from cutover.routing.replay import replay
 
     result = replay(load_contract(args.contract), Settings.from_env())
-    print(f"replayed: {result['replayed'] or 'nothing'}; left in the outboxes: {result['left']}")
+    print(f"replayed: {result['replayed'] or 'nothing'}; left in DynamoDB's outbox: "
+          f"{result['left']}")  # fmt: skip
     if result["error"]:
         print(f"stopped: {result['error']}", file=sys.stderr)
         return EXIT_FAILED
@@ -664,9 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only check the server's binlog settings and privileges")  # fmt: skip
     p.add_argument("--max-seconds", type=float, help="stop after this long")
 
-    outbox = sub.add_parser("outbox", help="the routing layer's outboxes")
+    outbox = sub.add_parser("outbox", help="the routing layer's phase-4 outbox (in DynamoDB)")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
-    p = add("replay", cmd_outbox_replay, "apply what the second store missed, oldest first",
+    p = add("replay", cmd_outbox_replay,
+            "apply the phase-4 writes MySQL missed (DynamoDB's outbox), oldest first; phases "
+            "1-3 have no outbox: DynamoDB follows the binlog (`cutover sync`)",
             outbox_sub)  # fmt: skip
     p.add_argument("contract", help="path of the contract JSON")
     p = add("reconcile", cmd_reconcile, "find drift between MySQL and DynamoDB; --repair fixes it")
@@ -773,6 +795,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         metavar="N",
         help="sequential requests per routing-layer case (default 300; 0 skips the routing line)",
+    )
+    p.add_argument(
+        "--sync-changes",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="row changes of the sync's backlog, read then applied (default 20,000; 0 skips "
+        "the sync line)",
+    )
+    p.add_argument(
+        "--sync-seconds",
+        type=_positive(float),
+        default=20.0,
+        metavar="S",
+        help="seconds of writes at 200 changes/s while the sync follows, for its lag (default 20)",
     )
     p.add_argument(
         "--memory-only",

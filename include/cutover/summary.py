@@ -1,5 +1,6 @@
 """The short summary `cutover demo` ends with, read from a contract's stage reports
-(``reports/<contract>/{prepare,backfill,validate}.json`` under the storage URL)."""
+(``reports/<contract>/{prepare,backfill,validate}.json`` under the storage URL), and the
+figures of the sync the demo runs after them."""
 
 from __future__ import annotations
 
@@ -68,14 +69,17 @@ def backfill_tables(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return tables
 
 
-def _backfill_lines(report: dict[str, Any]) -> list[str]:
+def _backfill_lines(report: dict[str, Any], dynamodb_on_disk: bool = False) -> list[str]:
     load = report.get("load") or {}
     gate = report.get("gate") or {}
     verdict = "passed" if gate.get("passed") else "FAILED"
+    # on disk, DynamoDB Local (SQLite underneath) bounds the rate, not the loader
+    where = " into DynamoDB Local on disk (SQLite); the loader: cutover bench"
+    where = where if dynamodb_on_disk else ""
     lines = [
         f"backfill: {report.get('rows_extracted', 0):,} rows -> "
         f"{report.get('items_loaded', 0):,} items in {load.get('seconds', 0):,.1f}s "
-        f"({load.get('items_per_s', 0):,.0f} items/s), {report.get('quarantined', 0):,} "
+        f"({load.get('items_per_s', 0):,.0f} items/s{where}), {report.get('quarantined', 0):,} "
         f"quarantined (gate allows {gate.get('max_quarantined_rows', '?')}: {verdict})"
     ]
     for table, t in backfill_tables(report).items():
@@ -119,6 +123,38 @@ def _validate_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sync_lines(sync: dict[str, Any], contract: str, contract_file: str) -> list[str]:
+    """The demo's sync: the writes made by plain SQL while the sync followed, what it applied
+    as they came and what ``run_sync(once=True)`` applied after, the lag at the end, and how
+    to keep it running."""
+    keep = (
+        f"          keep it running: cutover sync {contract_file}, or the {contract}__sync DAG "
+        "in make airflow"
+    )
+    if sync.get("error"):
+        return [f"sync:     FAILED: {sync['error']}", keep]
+    w = sync.get("writes") or {}
+    follow, once = sync.get("follow") or {}, sync.get("once") or {}
+    made = sum(w.values())
+    max_lag = sync.get("max_lag_seconds")
+    lag = f" (lag at most {max_lag:.1f} s)" if max_lag is not None else ""
+    written = follow.get("items_written", 0) + once.get("items_written", 0)
+    deleted = follow.get("items_deleted", 0) + once.get("items_deleted", 0)
+    rejected = follow.get("rejected", 0) + once.get("rejected", 0)
+    return [
+        f"sync:     {made:,} writes by plain SQL ({w.get('updates', 0)} updates, "
+        f"{w.get('inserts', 0)} inserts, {w.get('deletes', 0)} deletes), DynamoDB following "
+        "the binlog:",
+        f"          {follow.get('rows', 0):,} changes ({follow.get('transactions', 0):,} "
+        f"transactions) applied as they came{lag}, {once.get('rows', 0):,} more by sync "
+        f"--once; {written:,} items written, "
+        f"{deleted:,} deleted" + (f", {rejected:,} REJECTED" if rejected else ""),
+        f"          lag at the end {once.get('lag_seconds', 0.0):.1f} s, "
+        f"{once.get('events_behind', 0):,} transactions behind",
+        keep,
+    ]
+
+
 def demo_summary(
     staging: Staging,
     contract: str,
@@ -128,20 +164,28 @@ def demo_summary(
     login: tuple[str, str] = ("admin", "cutover"),
     fresh_since: float | None = None,
     next_step: bool = True,
+    sync: dict[str, Any] | None = None,
+    contract_file: str = "contracts/ecommerce.json",
+    dynamodb_on_disk: bool = False,
 ) -> list[str]:
     """What a person reads at the end of `make demo`: per table the rows, items and
-    quarantined rows (by reason), the parity verdict with each entity's parity rate, where the
-    reports, Data Docs and log are, and the next step (`make airflow` and its panel).
+    quarantined rows (by reason), the parity verdict with each entity's parity rate, the
+    sync's figures (``sync``: what ``cutover.dags.local_run.sync_burst`` returns, or
+    ``{"error": ...}``), where the reports, Data Docs and log are, and the next step
+    (`make airflow` and its panel).
 
-    With ``fresh_since``, reports older than that time are another run's and left out."""
+    With ``fresh_since``, reports older than that time are another run's and left out;
+    ``dynamodb_on_disk`` says the backfill's items/s are DynamoDB Local's on disk."""
     found = read_reports(staging, contract, fresh_since)
     lines = [f"== summary of contract {contract} =="]
     if "prepare" in found:
         lines.append(_prepare_line(found["prepare"]))
     if "backfill" in found:
-        lines.extend(_backfill_lines(found["backfill"]))
+        lines.extend(_backfill_lines(found["backfill"], dynamodb_on_disk))
     if "validate" in found:
         lines.extend(_validate_lines(found["validate"]))
+    if sync is not None:
+        lines.extend(sync_lines(sync, contract, contract_file))
     missing = [s for s in STAGES if s not in found]
     if missing:
         lines.append(f"no report from this run: {', '.join(missing)}")

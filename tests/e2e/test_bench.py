@@ -35,6 +35,10 @@ FIGURES = (
     "backfill_seconds",
     "validate_peak_rss_mib",
     "dag_parse_seconds_3_contracts",
+    "sync_read_changes_per_s",
+    "sync_apply_changes_per_s",
+    "sync_lag_p50_ms",
+    "sync_lag_p99_ms",
 )
 # Each ratio and the two figures of the same run it is computed from.
 RATIOS = {
@@ -43,6 +47,7 @@ RATIOS = {
     "extract_vs_mysql_client": ("extract_rows_per_s", "mysql_client_rows_per_s"),
     "extract_vs_pandas": ("extract_rows_per_s", "pandas_rows_per_s"),
     "parity_vs_plain_scan": ("parity_rows_per_s", "plain_scan_rows_per_s"),
+    "sync_apply_vs_read": ("sync_apply_changes_per_s", "sync_read_changes_per_s"),
 }
 # The line the bench prints for each target. Whether a target is met is for the closing
 # notes; the test only checks that the line says truthfully whether it is.
@@ -55,13 +60,17 @@ TARGETS = (
     ("backfill_peak_rss_mib", "<=", 1024.0),
     ("validate_peak_rss_mib", "<=", 1024.0),
     ("dag_parse_seconds_3_contracts", "<=", 1.0),
+    ("sync_apply_vs_read", ">=", 0.5),
+    ("sync_lag_p99_ms", "<", 2000.0),
 )
 TARGET_LINE = re.compile(
-    r"^(?P<flag>met |MISSED) (?P<key>\w+) (?P<op>>=|<=) (?P<target>[\d.]+) "
+    r"^(?P<flag>met |MISSED) (?P<key>\w+) (?P<op>>=|<=|<) (?P<target>[\d.]+) "
     r"\(got (?P<got>-?[\d,]+\.\d\d)\)$"
 )
 ROWS = 3000
 ROUTING_REQUESTS = 100
+SYNC_CHANGES = 2000
+SYNC_SECONDS = 5
 # The routing line: p50/p99 (ms) of a read and a write straight to MySQL and through the
 # layer in phases 1-4, with phase 1's p50 ratios layer/direct.
 ROUTING_LINE = re.compile(
@@ -73,6 +82,14 @@ ROUTING_CASE = re.compile(
 )
 ROUTING_RATIOS = re.compile(
     r"\(layer/direct p50: read (?P<read>\d+\.\d\d), write (?P<write>\d+\.\d\d)\)"
+)
+SYNC_LINE = re.compile(
+    r"^sync: (?P<changes>[\d,]+) changes in transactions of (?P<rows>\d+): "
+    r"read (?P<read>[\d,]+) changes/s \(BinlogReader, nothing applied\), "
+    r"applied (?P<applied>[\d,]+) changes/s \(run_sync once; (?P<ratio>\d+\.\d\d) of the read\); "
+    r"lag at (?P<rate>\d+) changes/s for (?P<seconds>\d+) s \((?P<lag_changes>[\d,]+) changes, "
+    r"written at (?P<written>[\d,]+)/s\): "
+    r"p50 (?P<p50>[\d,]+) ms, p99 (?P<p99>[\d,]+) ms, max (?P<max>[\d,]+) ms$"
 )
 ROUTING_SHADOW = re.compile(
     r"\(shadow: (?P<compared>\d+) compared, (?P<mismatched>\d+) mismatched\)"
@@ -92,7 +109,8 @@ def bench(
         "CUTOVER_TABLE_PREFIX": settings.table_prefix,
     }
     cmd = [sys.executable, "-m", "cutover.cli", "bench", "--rows", str(ROWS), "--workers", "2",
-           "--routing-requests", str(ROUTING_REQUESTS), "--json", str(out)]  # fmt: skip
+           "--routing-requests", str(ROUTING_REQUESTS), "--sync-changes", str(SYNC_CHANGES),
+           "--sync-seconds", str(SYNC_SECONDS), "--json", str(out)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
     # Whether each target is met depends on the machine; the exit code must say whether all
     # were: 0 when every target line says met, 1 when any says MISSED, never a crash.
@@ -138,10 +156,10 @@ def test_bench_reports_every_figure_measured_and_positive(bench: tuple[dict, str
     not_positive = {k: figures[k] for k in (*FIGURES, *RATIOS) if not figures[k] > 0}
     assert not not_positive, f"figures not measured: {not_positive}"
     printed = _printed(stdout)
-    # the routing line has its own test; `failed` (missed targets only: the fixture checks no
-    # stage failed) is printed as the FAILED line, not in the table
+    # the routing and sync lines have their own tests; `failed` (missed targets only: the
+    # fixture checks no stage failed) is printed as the FAILED line, not in the table
     assert set(figures.get("failed", {})) <= {"targets"}, figures["failed"]
-    table = {k: v for k, v in figures.items() if k not in ("routing", "failed")}
+    table = {k: v for k, v in figures.items() if k not in ("routing", "sync", "failed")}
     assert set(printed) == set(table), "the table and the JSON do not list the same figures"
     for key, value in table.items():
         assert float(printed[key].replace(",", "")) == pytest.approx(value, abs=0.005), key
@@ -173,7 +191,7 @@ def test_bench_target_line_says_truthfully_whether_it_is_met(
     assert (line["op"], float(line["target"])) == (op, target), line[0]
     got = float(line["got"].replace(",", ""))
     assert got == pytest.approx(figures[key], abs=0.005), line[0]
-    met = got >= target if op == ">=" else got <= target
+    met = {">=": got >= target, "<=": got <= target, "<": got < target}[op]
     assert line["flag"] == ("met " if met else "MISSED"), line[0]
 
 
@@ -222,3 +240,34 @@ def test_bench_routing_line_reports_each_phase_and_the_phase_one_ratios(
         assert int(shadow["compared"]) == reported["comparisons"] >= ROUTING_REQUESTS, phase
         assert int(shadow["mismatched"]) == reported["mismatches"] == 0, phase
         assert reported["errors"] == 0, phase
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_bench_sync_line_reports_read_ceiling_apply_rate_and_lag(bench: tuple[dict, str]) -> None:
+    figures, stdout = bench
+    sync = figures["sync"]
+    # the backlog: every change made was read, then applied, by the sync's own count
+    assert sync["changes"] == sync["read_changes"] == sync["applied_changes"] == SYNC_CHANGES
+    assert sync["applied_transactions"] >= SYNC_CHANGES // sync["transaction_rows"]
+    assert sync["items_written"] > 0
+    # the lag: every change the writer made at the fixed rate has a lag
+    assert sync["lag_rate"] == 200 and sync["lag_seconds"] == SYNC_SECONDS
+    assert sync["lag_changes"] == 200 * SYNC_SECONDS and sync["lag_batches"] > 0
+    assert 0 < figures["sync_lag_p50_ms"] <= figures["sync_lag_p99_ms"] <= sync["lag_max_ms"]
+    lines = [m for line in stdout.splitlines() if (m := SYNC_LINE.match(line))]
+    assert len(lines) == 1, "expected one sync line"
+    (line,) = lines
+    assert _int(line["changes"]) == SYNC_CHANGES and int(line["rows"]) == sync["transaction_rows"]
+    assert (int(line["rate"]), int(line["seconds"])) == (200, SYNC_SECONDS)
+    assert _int(line["lag_changes"]) == sync["lag_changes"]
+    # the rate the writer held (a loaded machine may not hold the one asked for)
+    assert sync["lag_writer_changes_per_s"] > 0
+    assert _int(line["written"]) == pytest.approx(sync["lag_writer_changes_per_s"], abs=0.51)
+    for group, key in (("read", "sync_read_changes_per_s"), ("applied", "sync_apply_changes_per_s"),
+                       ("p50", "sync_lag_p50_ms"), ("p99", "sync_lag_p99_ms")):  # fmt: skip
+        assert _int(line[group]) == pytest.approx(figures[key], abs=0.51), group
+    assert _int(line["max"]) == pytest.approx(sync["lag_max_ms"], abs=0.51)
+    assert float(line["ratio"]) == pytest.approx(figures["sync_apply_vs_read"], abs=0.005)

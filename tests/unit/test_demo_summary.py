@@ -4,7 +4,7 @@ lines kept on the terminal, and the error shown when a DAG run fails.
 Running the whole demo here would repeat tests/e2e/test_dags.py for minutes, so the summary
 is checked on reports with the keys and shapes of a real run's
 ``reports/<contract>/{prepare,backfill,validate}.json`` under the storage URL (a ``file://``
-one here)."""
+one here), and on the sync figures the demo passes it (``run_sync`` reports)."""
 
 from __future__ import annotations
 
@@ -260,6 +260,86 @@ def test_summary_of_a_passed_run(passed: Staging) -> None:
     nxt = text[text.index("make airflow") :]
     assert "http://127.0.0.1:8080" in nxt and "admin / cutover" in nxt
     assert '"Migrations"' in nxt and "http://127.0.0.1:8080/migrations/" in nxt
+
+
+def _sync_run(rows: int, written: int, deleted: int, lag: float, behind: int = 0):
+    """A ``run_sync`` report (the keys the summary reads, and the rest of a real one); every
+    transaction of the binlog counts, those of other databases too."""
+    return {
+        "contract": "ecommerce",
+        "position": {"file": "binlog.000002", "offset": 4711, "gtid": "0-1-99"},
+        "transactions": rows + 3,
+        "rows": rows,
+        "batches": 3,
+        "items_written": written,
+        "items_deleted": deleted,
+        "kept_newer": 0,
+        "rejected": 0,
+        "fallbacks": 0,
+        "applied_per_second": 20.5,
+        "lag_seconds": lag,
+        "events_behind": behind,
+        "bytes_behind": 0,
+        "seconds": 7.2,
+    }
+
+
+def _sync(follow: dict[str, Any], once: dict[str, Any]) -> dict[str, Any]:
+    """What ``cutover.dags.local_run.sync_burst`` returns to the demo."""
+    return {
+        "writes": {"updates": 15, "inserts": 12, "deletes": 9},
+        "follow": follow,
+        "once": once,
+        "max_lag_seconds": 1.27,
+        "rounds_applied": 3,
+        "rounds": 3,
+    }
+
+
+def test_summary_shows_the_sync_that_followed_the_demo_writes(passed: Staging) -> None:
+    sync = _sync(_sync_run(36, 58, 9, lag=0.8), _sync_run(2, 3, 1, lag=0.0))
+    lines = demo_summary(
+        passed, "ecommerce", sync=sync, contract_file="contracts/ecommerce.json",
+        dynamodb_on_disk=True,
+    )  # fmt: skip
+    text = "\n".join(lines)
+    assert len(lines) <= 25, text
+    # the writes made by plain SQL, what the sync applied as they came and after, the lag
+    head = _line(lines, "sync:")
+    assert "36 writes by plain SQL" in head and "15 updates, 12 inserts, 9 deletes" in head
+    applied = _line(lines, "applied as they came")
+    assert "36 changes (39 transactions) applied as they came (lag at most 1.3 s)" in applied
+    assert "2 more by sync --once" in applied
+    assert "61 items written, 10 deleted" in applied and "REJECTED" not in applied
+    assert "lag at the end 0.0 s, 0 transactions behind" in text
+    keep = _line(lines, "keep it running")
+    assert "cutover sync contracts/ecommerce.json" in keep
+    assert "ecommerce__sync DAG" in keep and "make airflow" in keep
+    # the sync's part comes after the validation's, before where the reports are
+    assert lines.index(head) > lines.index(_line(lines, "validate:"))
+    assert lines.index(keep) < lines.index(_line(lines, "reports:"))
+    # the loader's figure says it is DynamoDB Local's on disk, and where the loader's own is
+    backfill = _line(lines, "backfill:")
+    assert "305 items/s into DynamoDB Local on disk (SQLite)" in backfill
+    assert "cutover bench" in backfill
+
+
+def test_summary_without_the_sync_or_on_another_dynamodb(passed: Staging) -> None:
+    lines = demo_summary(passed, "ecommerce")
+    text = "\n".join(lines)
+    assert "sync:" not in text and "keep it running" not in text
+    assert "(305 items/s)" in _line(lines, "backfill:") and "on disk" not in text
+
+
+def test_summary_of_a_sync_that_failed_or_rejected(passed: Staging) -> None:
+    lines = demo_summary(passed, "ecommerce", sync={"error": "ServiceError: no binlog"})
+    assert "FAILED: ServiceError: no binlog" in _line(lines, "sync:")
+    assert "cutover sync contracts/ecommerce.json" in _line(lines, "keep it running")
+    follow = {**_sync_run(36, 58, 9, lag=0.8), "rejected": 2}
+    lines = demo_summary(passed, "ecommerce", sync=_sync(follow, _sync_run(0, 0, 0, 3.5, 4)))
+    applied = _line(lines, "applied as they came")
+    assert "0 more by sync --once" in applied and "2 REJECTED" in applied
+    assert "lag at the end 3.5 s, 4 transactions behind" in "\n".join(lines)
 
 
 def test_summary_of_a_failed_parity(tmp_path: Path) -> None:

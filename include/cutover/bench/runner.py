@@ -6,7 +6,8 @@ keep-alive HTTP from several threads; (b) the baseline, the amazon provider's
 ``DynamoDBHook.write_batch_data``; (c) cutover's loader. Extract: (d) the ``mysql`` client
 streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's extract. Routing:
 the dual-database layer's read and write latency in phases 1-4 against the same call
-straight to MySQL (``cutover.bench.routing``).
+straight to MySQL (``cutover.bench.routing``). Sync: the binlog read ceiling, the apply
+rate over the same backlog and the end-to-end lag at a fixed write rate (``cutover.bench.sync``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cutover.aws import dynamodb_client
 from cutover.bench.ceiling import THREAD_COUNTS, Ceiling, choose_threads, fresh_table
 from cutover.bench.ceiling import attempt as ceiling_attempt
 from cutover.bench.routing import format_routing, run_routing_bench
+from cutover.bench.sync import format_sync, run_sync_bench
 from cutover.bench.synthetic import bench_contract, build_source
 from cutover.contract.views import view_name
 from cutover.errors import CutoverError
@@ -281,6 +283,8 @@ def run_bench(
     workers: int = 6,
     backfill: bool = True,
     routing_requests: int = 300,
+    sync_changes: int = 20_000,
+    sync_seconds: float = 20.0,
 ) -> dict[str, Any]:
     from cutover.prepare import prepare
 
@@ -381,6 +385,16 @@ def run_bench(
     if routing_requests:
         log.info("routing: the dual-database layer against straight MySQL calls")
         out["routing"] = run_routing_bench(settings, routing_requests, workers=workers)
+    if sync_changes:
+
+        def sync() -> dict[str, Any]:
+            try:
+                return run_sync_bench(settings, sync_changes, sync_seconds, workers=workers)
+            except CutoverError as exc:  # the binlog or a service failed: this line only
+                raise StageFailed(str(exc)) from exc
+
+        log.info("sync: binlog read ceiling, apply rate and lag")
+        _stage(out, "sync", sync)
     return _rounded(out)
 
 
@@ -404,6 +418,8 @@ def _ceiling_figures(out: dict[str, Any], ceiling: Ceiling) -> None:
 
 
 def _met(value: float, op: str, target: float) -> bool:
+    if op == "<":
+        return value < target
     return value >= target if op == ">=" else value <= target
 
 
@@ -436,13 +452,15 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("backfill_peak_rss_mib", "<=", 1024.0),
     ("validate_peak_rss_mib", "<=", 1024.0),
     ("dag_parse_seconds_3_contracts", "<=", 1.0),
+    ("sync_apply_vs_read", ">=", 0.5),
+    ("sync_lag_p99_ms", "<", 2000.0),
 )
 
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{'figure':<28} {'value':>14}"]
     for key, value in result.items():
-        if isinstance(value, dict):  # the routing figures: a line of their own
+        if isinstance(value, dict):  # the routing and sync details: a line of their own
             continue
         lines.append(
             f"{key:<28} {value:>14,}" if isinstance(value, int) else f"{key:<28} {value:>14,.2f}"
@@ -450,6 +468,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append("")
     if "routing" in result:
         lines += [format_routing(result["routing"]), ""]
+    if "sync" in result:
+        lines += [format_sync(result), ""]
     for stage, why in (result.get("failed") or {}).items():
         lines.append(f"FAILED {stage}: {why}")
     for key, op, target in TARGETS:
