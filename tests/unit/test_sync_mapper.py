@@ -94,3 +94,25 @@ def test_a_cascading_delete_takes_the_fallback_for_what_the_cascade_reaches() ->
     assert any(isinstance(r, Everything) and r.entity == "CART" for r in deleted)
     updated = set(index.refs("users", {"id": 3, "email": "x"}, {"id": 3, "email": "y"}))
     assert not any(isinstance(r, Everything) and r.entity == "CART" for r in updated)
+
+
+def test_an_update_refreshes_only_the_entities_that_read_a_changed_column() -> None:
+    """A bio edit feeds only the user's own item; a username edit also feeds the products the
+    user sells (they show the seller's name); an order's status feeds the user's spend (its
+    aggregate's condition) but not the carts, whose subquery reads the order by an alias
+    (``o.id``, ``o.user_id``): moving the order to another user does."""
+    index = DependencyIndex(load_contract(PROJECT_ROOT / "contracts" / "ecommerce.json"))
+    user = {"id": 3, "username": "u3", "email": "u3@example.org", "bio": "a"}
+    assert set(index.refs("users", user, {**user, "bio": "b"})) == {
+        Derive("USER", json.dumps({"id": 3}))
+    }
+    renamed = set(index.refs("users", user, {**user, "username": "v3"}))
+    assert DependentsOf("PRODUCTS", "seller_id", "3") in renamed
+
+    order = {"id": 5, "user_id": 1, "status": "paid", "total_amount": 10}
+    cancelled = set(index.refs("orders", order, {**order, "status": "cancelled"}))
+    assert DependentsOf("USER", "id", "1") in cancelled
+    assert Everything("CART") not in cancelled
+    assert Everything("CART") in set(index.refs("orders", order, {**order, "user_id": 2}))
+    deleted = set(index.refs("users", user, None))
+    assert DependentsOf("PRODUCTS", "seller_id", "3") in deleted, "a delete always counts"

@@ -71,7 +71,7 @@ def _key_of(table: Table, item: Item) -> str:
 
 class Applier:
     def __init__(
-        self, contract: Contract, index: DependencyIndex, store: DynamoStore, workers: int = 8
+        self, contract: Contract, index: DependencyIndex, store: DynamoStore, workers: int = 16
     ) -> None:
         self.contract = contract
         self.index = index

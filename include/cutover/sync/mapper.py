@@ -149,6 +149,18 @@ class Reader:
     pairs: tuple[tuple[str, str], ...]
     key_reads: bool  # the item key itself is made from the table's rows
     why: str = ""
+    # the table's columns the entity's SQL names (lower case); None: it may read any
+    columns: frozenset[str] | None = None
+
+    def reads_change(self, before: Mapping[str, Any] | None,
+                     after: Mapping[str, Any] | None) -> bool:  # fmt: skip
+        """Whether the change can move what the entity reads: an insert or a delete always;
+        an update only when it changes a column the entity's SQL names."""
+        if before is None or after is None or self.columns is None:
+            return True
+        lower_before = {k.lower(): v for k, v in before.items()}
+        lower_after = {k.lower(): v for k, v in after.items()}
+        return any(lower_before.get(c) != lower_after.get(c) for c in self.columns)
 
 
 def _condition_fragments(attr: Attribute, entity: Entity) -> list[tuple[str, Any]]:
@@ -195,6 +207,29 @@ def _subquery_tables(attr: Attribute, entity: Entity) -> set[str]:
             continue
         out.update(t.name for t in tree.find_all(exp.Table) if t.name)
     return out
+
+
+def _columns_read(attr: Attribute, entity: Entity, table: str,
+                  qualifier: str) -> frozenset[str] | None:  # fmt: skip
+    """The columns of ``table`` the attribute's fragments name, qualified by ``qualifier``,
+    the table's name or an alias a subquery gives it, or unqualified (they may be the
+    table's); None when a fragment reads every column (``*``) or cannot be parsed."""
+    names: set[str] = set()
+    for use in attribute_fragments(attr, entity.source):
+        kind = "order_by" if "order_by" in use.rel else "expression"
+        try:
+            tree = parse(use.sql, kind)
+        except FragmentError:
+            return None
+        if any(True for _ in tree.find_all(exp.Star)):
+            return None
+        qualifiers = {qualifier.lower(), table.lower()}
+        qualifiers.update(t.alias_or_name.lower() for t in tree.find_all(exp.Table)
+                          if t.name.lower() == table.lower())  # fmt: skip
+        for column in tree.find_all(exp.Column):
+            if not column.table or column.table.lower() in qualifiers:
+                names.add(column.name.lower())
+    return frozenset(names)
 
 
 def _pairs(attr: Attribute, entity: Entity, qualifier: str) -> set[tuple[str, str]]:
@@ -247,16 +282,9 @@ class DependencyIndex:
         found: dict[str, Reader] = {}
         for attr in entity.source.attributes:
             for table in sorted(_subquery_tables(attr, entity)):
-                self._add(
-                    found,
-                    Reader(
-                        entity,
-                        table,
-                        (),
-                        attr.name in key_attrs,
-                        f"attribute {attr.name!r} reads {table} in a subquery",
-                    ),
-                )
+                why = f"attribute {attr.name!r} reads {table} in a subquery"
+                columns = _columns_read(attr, entity, table, table)
+                self._add(found, Reader(entity, table, (), attr.name in key_attrs, why, columns))
             for qualifier, table in _tables_read(attr, entity).items():
                 pairs = _pairs(attr, entity, qualifier)
                 if isinstance(attr.join, ChainJoin) and table != attr.join.joins[0].target_table:
@@ -268,7 +296,9 @@ class DependencyIndex:
                     else f"attribute {attr.name!r} reads {table} without an "
                     f"equality on a column of {entity.source_table}"
                 )
-                self._add(found, Reader(entity, table, tuple(sorted(pairs)), key_reads, why))
+                columns = _columns_read(attr, entity, table, qualifier)
+                self._add(found, Reader(entity, table, tuple(sorted(pairs)), key_reads, why,
+                                        columns))  # fmt: skip
         for table, reader in found.items():
             self.readers.setdefault(table, []).append(reader)
 
@@ -281,12 +311,16 @@ class DependencyIndex:
             found[reader.table] = reader
             return
         key_reads = old.key_reads or reader.key_reads
+        columns = (None if old.columns is None or reader.columns is None
+                   else old.columns | reader.columns)  # fmt: skip
         if not old.pairs or not reader.pairs:
             why = old.why if not old.pairs else reader.why
-            found[reader.table] = Reader(reader.entity, reader.table, (), key_reads, why)
+            found[reader.table] = Reader(reader.entity, reader.table, (), key_reads, why,
+                                         columns)  # fmt: skip
         else:
             pairs = tuple(sorted({*old.pairs, *reader.pairs}))
-            found[reader.table] = Reader(reader.entity, reader.table, pairs, key_reads, "")
+            found[reader.table] = Reader(reader.entity, reader.table, pairs, key_reads, "",
+                                         columns)  # fmt: skip
 
     def set_cascades(self, cascades: Iterable[Cascade]) -> None:
         """The database's foreign keys that change child rows on their own (ON DELETE or ON
@@ -355,6 +389,8 @@ class DependencyIndex:
     def _reader_refs(self, reader: Reader, before: Mapping[str, Any] | None,
                      after: Mapping[str, Any] | None) -> Iterable[Ref]:  # fmt: skip
         entity = reader.entity
+        if not reader.reads_change(before, after):
+            return  # an update of columns the entity does not read
         if not reader.pairs:
             yield Everything(entity.name, reader.why)
             return

@@ -16,6 +16,7 @@ path as the live sync, so what converges one converges the other.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -44,8 +45,12 @@ from cutover.transform.items import Rejection
 
 log = logging.getLogger("cutover.sync")
 
-BATCH_REFS = 2_000  # refs gathered before a batch is applied
-BATCH_TRANSACTIONS = 1_000
+BATCH_REFS = 20_000  # refs gathered before a batch is applied (memory: items of a batch)
+BATCH_TRANSACTIONS = 10_000
+QUEUE_TRANSACTIONS = 5_000  # transactions read ahead of the applier
+# how long a batch waits for more once the reader has nothing more: changes of one row
+# within it are derived and written once, and it bounds the lag it adds
+LINGER_SECONDS = 0.2
 EVIDENCE_EVERY = 10.0  # seconds between evidence points of a long run
 BatchHook = Callable[[Position, float, int], None]
 
@@ -184,17 +189,84 @@ def _run(
     return report, figures.result.rejections
 
 
+@dataclass(frozen=True)
+class _Transaction:
+    """One committed transaction, as the pump hands it over: the refs of its rows."""
+
+    refs: frozenset[Ref]
+    rows: int
+    commit: Commit
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class _Pump:
+    """The binlog read in a thread of its own, transaction by transaction, into a bounded
+    queue: decoding and mapping rows overlaps applying the batch before, and the applier
+    learns that nothing more has been read (the queue is empty) without waiting on a socket.
+    That is what sizes a batch: everything read while the last one was being applied."""
+
+    def __init__(self, reader: BinlogReader, index: DependencyIndex) -> None:
+        self.reader = reader
+        self.index = index
+        self.queue: queue.Queue[_Transaction | Idle | _Failed] = queue.Queue(QUEUE_TRANSACTIONS)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cutover-binlog", daemon=True)
+        self.thread.start()
+
+    def _offer(self, item: _Transaction | Idle | _Failed) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        refs: set[Ref] = set()
+        rows = 0
+        try:
+            for event in self.reader.events():
+                if isinstance(event, RowChange):
+                    rows += 1
+                    refs.update(self.index.refs(event.table, event.before, event.after))
+                    continue
+                if isinstance(event, Restarted):
+                    refs, rows = set(), 0  # the transaction's rows come again
+                    continue
+                if isinstance(event, Commit):
+                    item: _Transaction | Idle = _Transaction(frozenset(refs), rows, event)
+                    refs, rows = set(), 0
+                else:
+                    item = event
+                if not self._offer(item):
+                    break
+        except BaseException as exc:  # handed to the applier, which raises it
+            self._offer(_Failed(exc))
+        finally:
+            self.reader.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        # the stream answers within a heartbeat; a thread stuck past that is a daemon
+        self.thread.join(timeout=self.reader.heartbeat * 3 + 1)
+
+
 def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
             max_seconds: float | None, stop: threading.Event, figures: _Figures,
             on_batch: BatchHook | None, checkpoint: bool) -> Position:  # fmt: skip
     contract = run.contract
-    reader = run.reader(begin)
+    pump = _Pump(run.reader(begin), run.index)
     progress = Progress(f"sync {contract.name}", None, unit="transactions")
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     batch: set[Ref] = set()
-    txn: set[Ref] = set()
     pending: Commit | None = None  # the last commit read, not yet applied
     in_batch = 0
+    opened = 0.0  # when the batch took its first transaction
     applied = begin
     last_evidence = time.monotonic()
 
@@ -215,30 +287,33 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
         progress.update(figures.transactions)
 
     try:
-        for event in reader.events():
-            if isinstance(event, RowChange):
-                figures.rows += 1
-                txn.update(run.index.refs(event.table, event.before, event.after))
-                continue
-            if isinstance(event, Restarted):
-                txn.clear()
-                continue
-            if isinstance(event, Commit):
-                batch |= txn
-                txn = set()
-                pending = event
+        while True:
+            try:
+                item = pump.queue.get(timeout=0.05)
+            except queue.Empty:
+                item = None
+            if isinstance(item, _Failed):
+                raise item.error
+            reached = False
+            if isinstance(item, _Transaction):
+                if pending is None:
+                    opened = time.monotonic()
+                batch |= item.refs
+                pending = item.commit
                 in_batch += 1
                 figures.transactions += 1
-                reached = target is not None and event.position.ordinal >= target.ordinal
-                if reached or len(batch) >= BATCH_REFS or in_batch >= BATCH_TRANSACTIONS:
-                    flush(caught_up=reached)
-                if reached:
-                    break
-            elif isinstance(event, Idle):
+                figures.rows += item.rows
+                reached = target is not None and pending.position.ordinal >= target.ordinal
+            elif isinstance(item, Idle):
                 flush(caught_up=True)
                 figures.lag_seconds = 0.0
                 if once:
                     break
+            lingered = pump.queue.empty() and time.monotonic() - opened >= LINGER_SECONDS
+            if reached or lingered or len(batch) >= BATCH_REFS or in_batch >= BATCH_TRANSACTIONS:
+                flush(caught_up=reached)
+            if reached:
+                break
             if (deadline is not None and time.monotonic() >= deadline) or stop.is_set():
                 flush(caught_up=False)
                 break
@@ -247,7 +322,7 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
                 run.behind(applied, figures)
                 _record(run.settings, contract, _report(contract, applied, figures))
     finally:
-        reader.close()
+        pump.close()
     progress.done(figures.transactions)
     return applied
 
