@@ -403,6 +403,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     report = run_sync(contract, settings, once=args.once, max_seconds=args.max_seconds,
                       stop=stop)  # fmt: skip
+    if report.get("stood_down"):
+        print(f"sync: {report['stood_down']}", file=sys.stderr)
+        return EXIT_FAILED
     position = report["position"] or {}
     print(
         f"sync {contract.name}: {report['transactions']:,} transactions, "

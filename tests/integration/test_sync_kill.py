@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cutover.backfill.driver import backfill
+from cutover.cli import EXIT_FAILED
 from cutover.contract.load import load_contract
 from cutover.db import connect, query
 from cutover.prepare import prepare
@@ -184,3 +185,42 @@ def test_a_sync_killed_five_times_resumes_from_its_checkpoint_and_converges(
     figures = report["tables"][0]["parity"]["entities"]["GADGETS"]
     assert (figures["missing"], figures["extra"], figures["mismatched"]) == (0, 0, 0), figures
     assert report["success"]
+
+
+def test_from_phase_four_the_sync_stands_down_and_writes_nothing(
+    world: tuple[Settings, Path], ddb: Any
+) -> None:
+    """In phase 4 DynamoDB is authoritative: a change made in MySQL then is not the sync's to
+    carry (MySQL follows DynamoDB), so the sync applies nothing and says why; the CLI exits
+    non-zero with the same sentence."""
+    from cutover.phases.model import Phase
+    from cutover.phases.store import PhaseStore
+
+    settings, path = world
+    contract = load_contract(path)
+    backfill(contract, settings, workers=1, fresh=True)
+    run_sync(contract, settings, once=True)  # the checkpoint, at the binlog's end
+    store = PhaseStore(ddb, settings.table_prefix)
+    state = store.get(contract.name)
+    for phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY,
+                  Phase.DUAL_READ_DYNAMODB_PRIMARY):  # fmt: skip
+        state = store.move(state, phase, actor="test", kind="advance")
+    conn = connect(settings.mysql)
+    try:
+        query(conn, "UPDATE gadgets SET label = 'from mysql in phase 4' WHERE id = 1")
+    finally:
+        conn.close()
+    report = run_sync(contract, settings, once=True)
+    assert "phase 4" in report["stood_down"] and report["transactions"] == 0
+    table = settings.table_prefix + "Gadgets"
+    item = ddb.get_item(TableName=table, Key={"code": {"S": "G001"}}, ConsistentRead=True)
+    assert item["Item"]["label"]["S"] == "seed"
+
+    m = settings.mysql
+    env = {**os.environ, "CUTOVER_MYSQL_URL": f"mysql://{m.user}@{m.host}:{m.port}/{m.database}",
+           "CUTOVER_STAGING": settings.staging, "CUTOVER_TABLE_PREFIX": settings.table_prefix,
+           "CUTOVER_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or ""}  # fmt: skip
+    cli = subprocess.run([sys.executable, "-m", "cutover.cli", "sync", "--once", str(path)],
+                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert cli.returncode == EXIT_FAILED, cli.stderr
+    assert "stands down" in cli.stderr

@@ -182,6 +182,10 @@ def sync(contract_path: str) -> dict[str, Any]:
 
     contract, settings = _load(contract_path)
     report = run_sync(contract, settings, max_seconds=SYNC_TASK_SECONDS)
+    if report.get("stood_down"):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(report["stood_down"])
     log.info("%s", _sync_line(contract.name, report))
     if report.get("error"):
         _fail(f"the sync of {contract.name} stopped: {report['error']}")

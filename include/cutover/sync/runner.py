@@ -120,6 +120,21 @@ class SyncRun:
         return end
 
 
+def stand_down_reason(settings: Settings, contract: Contract) -> str | None:
+    """Why the binlog sync must not write DynamoDB now: from phase 4 on DynamoDB is the
+    authoritative store (MySQL follows it) and a derivation from MySQL would overwrite the
+    application's newer items."""
+    from cutover.aws import dynamodb_client
+    from cutover.phases.model import Phase
+    from cutover.phases.store import PhaseStore
+
+    phase = PhaseStore(dynamodb_client(settings), settings.table_prefix).get(contract.name).phase
+    if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
+        return (f"{contract.name} is in phase {int(phase)} ({phase.slug}): DynamoDB is "
+                "authoritative and MySQL follows it, so the binlog sync stands down")  # fmt: skip
+    return None
+
+
 def run_sync(
     contract: Contract,
     settings: Settings,
@@ -155,8 +170,11 @@ def _run(
     record: bool,
     on_batch: BatchHook | None,
 ) -> tuple[dict[str, Any], list[Rejection]]:
-    run = SyncRun(contract, settings)
     figures = _Figures()
+    if checkpoint and (why := stand_down_reason(settings, contract)):
+        log.info("%s", why)
+        return {**_report(contract, None, figures), "stood_down": why}, []
+    run = SyncRun(contract, settings)
     stop = stop or threading.Event()
     try:
         saved = run.checkpoints.load(contract.name)
@@ -319,6 +337,10 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
                 break
             if time.monotonic() - last_evidence >= EVIDENCE_EVERY and not once:
                 last_evidence = time.monotonic()
+                if checkpoint and (why := stand_down_reason(run.settings, contract)):
+                    log.info("%s", why)
+                    flush(caught_up=False)  # read while the phase was 3: still MySQL's
+                    break
                 run.behind(applied, figures)
                 _record(run.settings, contract, _report(contract, applied, figures))
     finally:
