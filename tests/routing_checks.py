@@ -136,3 +136,129 @@ class SyncLoop:
         if self.error:
             raise self.error
         return self.runs
+
+
+OWN_IDS = 3_000_000_000  # the bypass writer's own rows: ids from here (INT UNSIGNED)
+
+
+class BypassWriter:
+    """Another writer of the sample's database that never goes through cutover, as a service
+    in another language, an admin script or a DBA would be: plain SQL on its own connection,
+    on the rows the application's traffic uses too (users, carts, products, categories).
+    Updates of shared rows, a category renamed and one moved under another root, and rows
+    it inserts then deletes (carts of users of its own, so the application never finds a row
+    gone under it). ``quiet()`` returns once no statement of it is in flight."""
+
+    KINDS = ("bio", "username", "cart_quantity", "price", "category_rename", "category_move",
+             "user_new", "cart_new", "cart_delete", "user_delete")  # fmt: skip
+
+    def __init__(self, settings: Settings, seed: int) -> None:
+        import random
+
+        self.settings = settings
+        self.rng = random.Random(seed)
+        self.pause = threading.Event()
+        self.writing = threading.Lock()  # held through each statement
+        self.stop = threading.Event()
+        self.done: dict[str, int] = {}
+        self.own_users: list[int] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bypass-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from cutover.db import connect
+
+        conn = connect(self.settings.mysql)
+        try:
+            n = 0
+            while not self.stop.is_set():
+                with self.writing:
+                    if not self.pause.is_set():
+                        n += 1
+                        kind = self.KINDS[n % len(self.KINDS)] if n <= len(self.KINDS) else (
+                            self.rng.choice(self.KINDS))  # fmt: skip
+                        if self._step(conn, kind):
+                            self.done[kind] = self.done.get(kind, 0) + 1
+                self.stop.wait(0.05)  # a pace, not a wait for anything
+        except BaseException as exc:  # raised by finish()
+            self.error = exc
+        finally:
+            conn.close()
+
+    def _one(self, conn: Any, sql: str, params: tuple = ()) -> Any:
+        from cutover.db import query
+
+        rows = query(conn, sql, params)
+        return rows[0][0] if rows else None
+
+    def _step(self, conn: Any, kind: str) -> bool:
+        from cutover.db import query
+
+        n = sum(self.done.values()) + 1
+        rand = "ORDER BY RAND() LIMIT 1"
+        if kind == "bio":
+            query(conn, f"UPDATE users SET bio = %s {rand}", (f"bypass bio {n}",))
+        elif kind == "username":
+            query(conn, f"UPDATE users SET username = CONCAT('bp', id, '_', %s) {rand}", (n,))
+        elif kind == "cart_quantity":
+            query(conn, f"UPDATE shopping_carts SET quantity = quantity + 1 {rand}")
+        elif kind == "price":
+            query(conn, f"UPDATE products SET price = price + 1, name = CONCAT(LEFT(name, 150), "
+                        f"'+') {rand}")  # fmt: skip
+        elif kind == "category_rename":
+            query(conn, f"UPDATE categories SET name = CONCAT('Renamed ', id, ' ', %s) {rand}",
+                  (n,))  # fmt: skip
+        elif kind == "category_move":
+            leaf = self._one(conn, "SELECT c.id FROM categories c WHERE c.parent_id IS NOT NULL "
+                                   "AND NOT EXISTS (SELECT 1 FROM categories k WHERE "
+                                   f"k.parent_id = c.id) {rand}")  # fmt: skip
+            root = self._one(conn, f"SELECT id FROM categories WHERE parent_id IS NULL {rand}")
+            if leaf is None or root is None:
+                return False
+            query(conn, "UPDATE categories SET parent_id = %s WHERE id = %s", (root, leaf))
+        elif kind == "user_new":
+            user = OWN_IDS + n  # far from the ids the traffic assigns itself
+            query(conn, "INSERT INTO users (id, email, username, password_hash, first_name) "
+                        "VALUES (%s, %s, %s, REPEAT('0', 64), 'Bypass')",
+                  (user, f"bypass{n}@example.org", f"bypass{n}"))  # fmt: skip
+            self.own_users.append(user)
+        elif kind == "cart_new":
+            if not self.own_users:
+                return False
+            user = self.rng.choice(self.own_users)
+            query(conn, "INSERT INTO shopping_carts (id, user_id, product_id, quantity) SELECT "
+                        "%s, %s, p.id, 1 FROM products p WHERE NOT EXISTS (SELECT 1 FROM "
+                        f"shopping_carts s WHERE s.user_id = %s AND s.product_id = p.id) {rand}",
+                  (OWN_IDS + n, user, user))  # fmt: skip
+        elif kind == "cart_delete":
+            if not self.own_users:
+                return False
+            marks = ", ".join(["%s"] * len(self.own_users))
+            query(conn, f"DELETE FROM shopping_carts WHERE user_id IN ({marks}) {rand}",
+                  tuple(self.own_users))  # fmt: skip
+        elif kind == "user_delete":
+            if len(self.own_users) < 2:
+                return False
+            user = self.own_users.pop(0)
+            conn.begin()
+            query(conn, "DELETE FROM shopping_carts WHERE user_id = %s", (user,))
+            query(conn, "DELETE FROM users WHERE id = %s", (user,))
+            conn.commit()
+        return True
+
+    def quiet(self, timeout: float = 30) -> None:
+        self.pause.set()  # no statement starts after this; the one in flight ends first
+        if not self.writing.acquire(timeout=timeout):
+            raise AssertionError("the bypass writer's statement did not finish")
+        self.writing.release()
+
+    def resume(self) -> None:
+        self.pause.clear()
+
+    def finish(self) -> dict[str, int]:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        if self.error is not None:
+            raise self.error
+        return dict(self.done)

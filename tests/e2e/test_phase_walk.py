@@ -2,9 +2,11 @@
 layer while its contract goes from mysql_only to dynamodb_only through the real gates. A
 real `airflow standalone` runs each phase_gate DAG and this test approves over the REST API
 as a person would; the stages run as `cutover` runs them. No request fails; in phases 1-3
-the application writes MySQL only and DynamoDB follows the binlog (the sync, run here by
+the application writes MySQL only, beside a writer that bypasses cutover with plain SQL on
+the same rows (``BypassWriter``), and DynamoDB follows the binlog (the sync, run here by
 the test: the backfill's handoff, then ``run_sync(once=True)`` over and over, as the sync
-DAG would keep it), full parity holds in phases 2 and 4, and at the end DynamoDB holds
+DAG would keep it); the gate into phase 3 shows the sync's evidence; full parity holds in
+phases 2, 3 and 4, and at the end DynamoDB holds
 exactly what the log of the layer's own item writes (phases 4-5) says.
 
 The full parity runs (validate in phase 2, validate and reconcile in phases 3-4) pause the
@@ -29,7 +31,7 @@ from typing import Any
 
 import pytest
 from tests.airflow_standalone import Api, standalone, trigger_and_answer
-from tests.routing_checks import SyncLoop, TrafficThread, differences_from_log
+from tests.routing_checks import BypassWriter, SyncLoop, TrafficThread, differences_from_log
 
 from cutover.contract.load import load_contract
 from cutover.phases.model import Phase
@@ -82,9 +84,9 @@ def walk(
 
 
 # what the approver must see for each step: the evidence kinds the gate rests on
-_SHOWN = {
+_SHOWN: dict[Phase, str | tuple[str, ...]] = {
     Phase.DUAL_WRITE: "**prepare**",
-    Phase.DUAL_READ_MYSQL_PRIMARY: "**validate**",
+    Phase.DUAL_READ_MYSQL_PRIMARY: ("**validate**", "**sync**"),
     Phase.DUAL_READ_DYNAMODB_PRIMARY: "**shadow_reads**: phase=3",
     Phase.DYNAMODB_ONLY: "**dual_writes**: phase=4",
 }
@@ -160,6 +162,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
     layer.phases.ttl = 1.0
     log = tmp / "traffic.jsonl"
     traffic = TrafficThread(layer, log, rate=12, threads=3, seed=11, flush_every=2.0)
+    bypass: BypassWriter | None = BypassWriter(settings, seed=5)  # phases 1-3
     sync: SyncLoop | None = None
     figures: dict[str, Any] = {}
     try:
@@ -171,17 +174,25 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         sync = SyncLoop(contract, settings)  # from the handoff's checkpoint on
 
         traffic.quiet()
+        bypass.quiet()
         run_sync(contract, settings, once=True)  # DynamoDB at the binlog's end
         report = run_validate(contract, settings)
         assert report["success"], [t["parity"]["differences"][:3] for t in report["tables"]]
         traffic.pause.clear()
+        bypass.resume()
         run_sync(contract, settings, once=True)  # fresh sync evidence for the gate
         _advance(api, store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
 
         shadow3 = _shadow(store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
         assert shadow3["mismatches"] == 0, shadow3["mismatched"]
         traffic.quiet()
+        figures["bypass"] = bypass.finish()
+        bypass = None
         run_sync(contract, settings, once=True)
+        # full parity at the end of phase 3, after two writers of the same rows (one of them
+        # bypassing cutover) and the sync: checked, not repaired
+        parity = run_validate(contract, settings)
+        assert parity["success"], _explain(parity, settings, log)
         assert run_reconcile(contract, settings, repair=True)["success"]
         # writes stay paused until the layer writes DynamoDB first: the last sync (also the
         # gate's fresh evidence) then leaves no phase-3 write behind
@@ -209,6 +220,8 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         try:
             if sync is not None:
                 sync.stop()
+            if bypass is not None:
+                bypass.finish()
         finally:
             summary = traffic.finish()
             layer.close()
@@ -218,11 +231,12 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
               for p, v in figures.get("shadow", {}).items()}  # fmt: skip
     print(json.dumps({"requests": summary["requests"], "failed": summary["failed"],
                       "by_phase": summary["by_phase"], "shadow": shadow,
-                      "sync_runs": figures.get("sync_runs"),
+                      "sync_runs": figures.get("sync_runs"), "bypass": figures.get("bypass"),
                       "outboxed": summary["outboxed"]}, default=str))  # fmt: skip
 
     assert summary["failed"] == 0, summary["errors"]
     assert summary["phases"] == [1, 2, 3, 4, 5]
+    assert set(figures["bypass"]) == set(BypassWriter.KINDS), figures["bypass"]
     # The layer's own item writes (phases 4-5); DynamoDB's state from phases 1-3 was checked
     # by the validations after the syncs above. No sync runs here: in phase 5 it would put
     # back items the application deleted in DynamoDB (their rows stay in MySQL).

@@ -281,6 +281,22 @@ def test_the_handoff_applies_what_changed_while_the_backfill_copied(world: World
     assert manifest["gate"] == {"max_quarantined_rows": 0, "passed": False}
 
 
+def test_a_row_the_snapshot_quarantined_counts_once_when_the_handoff_derives_it_again(
+    world: World,
+) -> None:
+    """A row with no key at the snapshot, changed again during the copy (still without a
+    key): the handoff rejects it too, and the gate's count still has it once."""
+    world.sql("UPDATE widgets SET code = '' WHERE id = 5")
+    run = world.run(new_run_id())
+    _copy(run, lambda: world.sql("UPDATE widgets SET name = 'still no key' WHERE id = 5"))
+    handed = handoff(run)
+    assert handed["transactions"] == 1
+    assert handed["quarantined"] == 0
+    manifest = run.finish({"handoff": handed})
+    reasons = {k: v for k, v in manifest["quarantine_reasons"].items() if v}
+    assert manifest["quarantined"] == 1 and reasons == {"empty_key": 1}
+
+
 def test_every_loaded_item_carries_the_snapshot_position_and_the_sync_moves_it_on(
     world: World,
 ) -> None:

@@ -6,7 +6,8 @@ to joined rows and contracts without a version column) and the routing layer's r
 MySQL outbox over the snapshot (which missed every writer but the layer).
 
 Rows the handoff cannot turn into items are kept in the run's quarantine
-(``quarantine/handoff.parquet``) and counted with the backfill's for the gate."""
+(``quarantine/handoff.parquet``) and counted with the backfill's for the gate, once: a row
+the snapshot already quarantined is not counted again."""
 
 from __future__ import annotations
 
@@ -38,7 +39,14 @@ def handoff(run: BackfillRun) -> dict[str, Any]:
         log.warning("run %s: %s", run.run_id, NO_BINLOG)
         return run.mark("handoff", "all", {"unavailable": NO_BINLOG, "reasons": {}})
     start = Position.from_dict(position)
-    report, rejections = sync_handoff(run.contract, run.settings, start)
+    report, rejected = sync_handoff(run.contract, run.settings, start)
+    # a row the snapshot quarantined, or one derived again in several batches, counts once
+    seen = run.quarantined_keys(exclude=QUARANTINE_FILE)
+    rejections = []
+    for r in rejected:
+        if (key := (r.table, r.entity_type, r.source_pk)) not in seen:
+            seen.add(key)
+            rejections.append(r)
     reasons = Counter(r.reason for r in rejections)
     record = {
         "from": start.to_dict(),

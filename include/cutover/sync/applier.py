@@ -79,6 +79,12 @@ class Applier:
         self.deriver = Deriver(contract)
         self.store = store
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="cutover-sync")
+        self._warned: set[tuple[str, ...]] = set()  # said once per run, counted every time
+
+    def _warn_once(self, what: tuple[str, ...], msg: str, *args: Any) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(msg, *args)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -121,7 +127,8 @@ class Applier:
             puts.pop(key, None)
             removals.add(key)
             result.rejected += 1
-            log.warning("%s %s is made by more than one row (duplicate_key)", *key)
+            self._warn_once(("dup", *key), "%s %s is made by more than one row (duplicate_key)",
+                            *key)  # fmt: skip
         removals -= set(puts)
         self._write(puts, removals, version, result)
         return result
@@ -139,8 +146,11 @@ class Applier:
             else:
                 result.rejected += 1
                 result.rejections.append(b)
-                log.warning("%s row %s of %s cannot become an item: %s (%s)", b.entity_type,
-                            b.source_pk, b.source_table, b.reason, b.detail)  # fmt: skip
+                self._warn_once(
+                    ("rejected", b.entity_type, str(b.source_pk), b.reason),
+                    "%s row %s of %s cannot become an item: %s (%s)",
+                    b.entity_type, b.source_pk, b.source_table, b.reason, b.detail,
+                )  # fmt: skip
 
     def _derive_all(self, cur: Any, name: str) -> list[Item | Rejection]:
         return self.deriver.derive(cur, self.entities.get(name), {})

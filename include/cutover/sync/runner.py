@@ -48,9 +48,12 @@ log = logging.getLogger("cutover.sync")
 BATCH_REFS = 20_000  # refs gathered before a batch is applied (memory: items of a batch)
 BATCH_TRANSACTIONS = 10_000
 QUEUE_TRANSACTIONS = 5_000  # transactions read ahead of the applier
-# how long a batch waits for more once the reader has nothing more: changes of one row
-# within it are derived and written once, and it bounds the lag it adds
+# how long a batch waits for more once the reader has nothing more, at least: changes of
+# one row within it are derived and written once, and it bounds the lag it adds. A batch
+# also stays open as long as the last one took to apply, so that under a backlog batches
+# grow to what is read while one applies, and at a steady trickle they stay small.
 LINGER_SECONDS = 0.2
+MAX_LINGER_SECONDS = 1.0
 EVIDENCE_EVERY = 10.0  # seconds between evidence points of a long run
 BatchHook = Callable[[Position, float, int], None]
 
@@ -285,14 +288,17 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
     pending: Commit | None = None  # the last commit read, not yet applied
     in_batch = 0
     opened = 0.0  # when the batch took its first transaction
+    linger = LINGER_SECONDS
     applied = begin
     last_evidence = time.monotonic()
 
     def flush(caught_up: bool) -> None:
-        nonlocal batch, in_batch, applied, pending
+        nonlocal batch, in_batch, applied, pending, linger
         if pending is None:
             return
+        began = time.monotonic()
         result = run.applier.apply(run.conn, batch, pending.position.ordinal)
+        linger = min(max(LINGER_SECONDS, time.monotonic() - began), MAX_LINGER_SECONDS)
         figures.result.add(result)
         figures.batches += 1
         applied = pending.position
@@ -317,17 +323,18 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
                 if pending is None:
                     opened = time.monotonic()
                 batch |= item.refs
-                pending = item.commit
-                in_batch += 1
-                figures.transactions += 1
-                figures.rows += item.rows
+                pending = item.commit  # the checkpoint moves past other schemas' commits too
+                if item.rows:
+                    in_batch += 1
+                    figures.transactions += 1
+                    figures.rows += item.rows
                 reached = target is not None and pending.position.ordinal >= target.ordinal
             elif isinstance(item, Idle):
                 flush(caught_up=True)
                 figures.lag_seconds = 0.0
                 if once:
                     break
-            lingered = pump.queue.empty() and time.monotonic() - opened >= LINGER_SECONDS
+            lingered = pump.queue.empty() and time.monotonic() - opened >= linger
             if reached or lingered or len(batch) >= BATCH_REFS or in_batch >= BATCH_TRANSACTIONS:
                 flush(caught_up=reached)
             if reached:
