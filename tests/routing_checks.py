@@ -151,6 +151,8 @@ class BypassWriter:
 
     KINDS = ("bio", "username", "cart_quantity", "price", "category_rename", "category_move",
              "user_new", "cart_new", "cart_delete", "user_delete")  # fmt: skip
+    # categories change rarely (each change derives every product and cart again)
+    WEIGHTS = (4, 4, 4, 4, 1, 1, 2, 3, 3, 1)
 
     def __init__(self, settings: Settings, seed: int) -> None:
         import random
@@ -177,10 +179,10 @@ class BypassWriter:
                     if not self.pause.is_set():
                         n += 1
                         kind = self.KINDS[n % len(self.KINDS)] if n <= len(self.KINDS) else (
-                            self.rng.choice(self.KINDS))  # fmt: skip
+                            self.rng.choices(self.KINDS, self.WEIGHTS)[0])  # fmt: skip
                         if self._step(conn, kind):
                             self.done[kind] = self.done.get(kind, 0) + 1
-                self.stop.wait(0.05)  # a pace, not a wait for anything
+                self.stop.wait(0.2)  # a pace, not a wait for anything
         except BaseException as exc:  # raised by finish()
             self.error = exc
         finally:
@@ -204,7 +206,8 @@ class BypassWriter:
         elif kind == "cart_quantity":
             query(conn, f"UPDATE shopping_carts SET quantity = quantity + 1 {rand}")
         elif kind == "price":
-            query(conn, f"UPDATE products SET price = price + 1, name = CONCAT(LEFT(name, 150), "
+            query(conn, "UPDATE products SET price = IF(price >= 1, price - 1, price + 1), "
+                        f"name = CONCAT(LEFT(name, 150), "
                         f"'+') {rand}")  # fmt: skip
         elif kind == "category_rename":
             query(conn, f"UPDATE categories SET name = CONCAT('Renamed ', id, ' ', %s) {rand}",

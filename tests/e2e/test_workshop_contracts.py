@@ -307,7 +307,9 @@ class PlainSqlWriter(threading.Thread):
         elif kind == "order_del":
             query(conn, f"DELETE FROM orders {rand}")
         elif kind == "price":
-            query(conn, f"UPDATE products SET price = price + 1, name = CONCAT(name, '+') {rand}")
+            # down from the largest prices: a product may sit at its column's maximum
+            query(conn, "UPDATE products SET price = IF(price >= 1, price - 1, price + 1), "
+                        f"name = CONCAT(LEFT(name, 150), '+') {rand}")  # fmt: skip
         elif kind == "user_new":
             query(
                 conn,

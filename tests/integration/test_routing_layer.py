@@ -156,6 +156,46 @@ def test_a_phase_2_write_reaches_dynamodb_only_through_the_sync(
     assert int(user["cutover_version"]["N"]) == Position.from_dict(report["position"]).ordinal
 
 
+def test_a_renamed_category_takes_the_fallback_and_rewrites_only_the_items_it_changes(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """The sample's products read their category path in a subquery, so a renamed category
+    derives every product again (the documented fallback); only the products of that
+    category get a new item: the others keep the version they had (read by this test)."""
+    from cutover.transform.items import VERSION_ATTRIBUTE
+
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    products = settings.table_prefix + "Products"
+
+    def versions() -> dict[str, tuple[int, str]]:
+        pages = ddb.get_paginator("scan").paginate(TableName=products, ConsistentRead=True)
+        return {i["product_id"]["N"]: (int(i[VERSION_ATTRIBUTE]["N"]), canonical_item(i))
+                for p in pages for i in p["Items"]}  # fmt: skip
+
+    before = versions()
+    conn = connect(settings.mysql)
+    try:
+        ((category, count),) = query(conn, "SELECT category_id, COUNT(*) FROM products "
+                                           "GROUP BY category_id ORDER BY COUNT(*) DESC, "
+                                           "category_id LIMIT 1")  # fmt: skip
+        mine = {str(r[0]) for r in query(conn, "SELECT id FROM products WHERE category_id = %s",
+                                         (category,))}  # fmt: skip
+        query(conn, "UPDATE categories SET name = 'Renamed by a script' WHERE id = %s",
+              (category,))  # fmt: skip
+    finally:
+        conn.close()
+    report = run_sync(contract, settings, once=True)
+    assert report["fallbacks"] >= 1 and report["unchanged"] > 0, report
+    after = versions()
+    moved = {pid for pid in after if after[pid][0] != before.get(pid, (None,))[0]}
+    assert moved & set(before) == mine & set(before), "products outside the category rewritten"
+    for pid in sorted(mine & set(after))[:5]:
+        assert after[pid][1] == canonical_item(_derived(contract, settings, "PRODUCTS",
+                                                        id=int(pid)))  # fmt: skip
+    assert len(mine) == count
+
+
 def test_a_write_that_bypasses_the_layer_reaches_dynamodb_through_the_sync(
     migrated: tuple[Any, Settings], ddb: Any
 ) -> None:

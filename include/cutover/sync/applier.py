@@ -39,7 +39,7 @@ from cutover.sync.mapper import (
     decode,
 )
 from cutover.transform.items import Item, Rejection, with_version
-from cutover.validate.canonical import EntityClassifier
+from cutover.validate.canonical import EntityClassifier, canonical_item
 
 log = logging.getLogger("cutover.sync")
 WHERE_CHUNK = 500  # values in one IN (...) list
@@ -52,12 +52,14 @@ class BatchResult:
     kept_newer: int = 0
     rejected: int = 0
     fallbacks: int = 0
+    unchanged: int = 0  # items the fallback derived as DynamoDB already holds them
     items: int = 0
     rejections: list[Rejection] = field(default_factory=list)
 
     def add(self, other: BatchResult, keep: int = 10_000) -> None:
         """Add ``other``'s counts; of its rejections, keep up to ``keep`` in all."""
-        for name in ("written", "deleted", "kept_newer", "rejected", "fallbacks", "items"):
+        for name in ("written", "deleted", "kept_newer", "rejected", "fallbacks", "unchanged",
+                     "items"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejections.extend(other.rejections[: max(keep - len(self.rejections), 0)])
 
@@ -117,10 +119,6 @@ class Applier:
             for ref in by_kind[KeysBefore]:
                 if ref.entity not in everything:
                     removals.update(self._keys_before(cur, ref))
-        for name in sorted(everything):
-            entity = self.entities.get(name)
-            mine = {k for (t, k) in puts if t == entity.table.table}
-            removals.update((entity.table.table, k) for k in self._orphans(entity, mine))
         for key in self._dups:
             # two rows make this item: the backfill quarantines both (duplicate_key), so the
             # sync writes neither and takes away what one of them wrote
@@ -129,7 +127,19 @@ class Applier:
             result.rejected += 1
             self._warn_once(("dup", *key), "%s %s is made by more than one row (duplicate_key)",
                             *key)  # fmt: skip
+        stored = {name: self._stored(self.entities.get(name)) for name in sorted(everything)}
+        for name, items in stored.items():
+            table = self.entities.get(name).table.table
+            mine = {k for (t, k) in puts if t == table}
+            removals.update((table, k) for k in items.keys() - mine)  # orphans
         removals -= set(puts)
+        for name, items in stored.items():
+            table = self.entities.get(name).table.table
+            for key in [k for (t, k) in puts if t == table]:
+                # the fallback derives every item again; most are as DynamoDB holds them
+                if items.get(key) == canonical_item(json.loads(puts[(table, key)].body)):
+                    del puts[(table, key)]
+                    result.unchanged += 1
         self._write(puts, removals, version, result)
         return result
 
@@ -243,28 +253,22 @@ class Applier:
         return [(entity.table.table, _key_of(entity.table, b)) for b in built
                 if isinstance(b, Item)]  # fmt: skip
 
-    def _orphans(self, entity: Entity, derived: set[str]) -> list[str]:
-        """Keys of the entity's items in DynamoDB that no row derives (the fallback's sweep:
-        a Scan of the table, items told apart by their key templates)."""
+    def _stored(self, entity: Entity) -> dict[str, str]:
+        """The entity's items in DynamoDB, key text -> canonical item (the fallback's read: a
+        consistent Scan of the table, items told apart by their key templates)."""
         table = entity.table
         classify = EntityClassifier(table)
-        names = {"#p": table.pk, **({"#s": table.sk} if table.sk else {})}
-        body: dict[str, Any] = {
-            "TableName": self.store.physical(table),
-            "ProjectionExpression": ", ".join(names),
-            "ExpressionAttributeNames": names,
-        }
-        out = []
+        body: dict[str, Any] = {"TableName": self.store.physical(table), "ConsistentRead": True}
+        out: dict[str, str] = {}
         while True:
             page = self.store.call("Scan", body).json()
             for item in page.get("Items", []):
-                key = {name: next(iter(av.values())) for name, av in item.items()}
-                pk, sk = key.get(table.pk), key.get(table.sk) if table.sk else None
+                pk = next(iter(item[table.pk].values()))
+                sk = next(iter(item[table.sk].values())) if table.sk else None
                 if classify(pk, sk) != entity.name:
                     continue
-                text = json.dumps(dict(sorted(key.items())), sort_keys=True)
-                if text not in derived:
-                    out.append(text)
+                key = {table.pk: pk, **({table.sk: sk} if table.sk else {})}
+                out[json.dumps(dict(sorted(key.items())), sort_keys=True)] = canonical_item(item)
             if not page.get("LastEvaluatedKey"):
                 return out
             body["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -369,6 +369,7 @@ def _report(contract: Contract, at: Position | None, figures: _Figures) -> dict[
         "kept_newer": r.kept_newer,
         "rejected": r.rejected,
         "fallbacks": r.fallbacks,
+        "unchanged": r.unchanged,
         "applied_per_second": round(figures.rate(), 1),
         "lag_seconds": round(figures.lag_seconds, 3),
         "events_behind": figures.events_behind,
