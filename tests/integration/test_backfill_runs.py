@@ -19,6 +19,7 @@ import pytest
 from cutover.backfill.driver import backfill
 from cutover.backfill.handoff import handoff
 from cutover.backfill.run import BackfillRun, contract_sha256, list_runs, new_run_id
+from cutover.binlog.position import Position
 from cutover.cli import EXIT_BAD_INPUT, main
 from cutover.contract.load import load_contract
 from cutover.contract.model import Contract
@@ -27,7 +28,6 @@ from cutover.prepare import prepare
 from cutover.settings import Settings
 from cutover.sync import runner as sync_runner
 from cutover.sync.applier import Applier
-from cutover.sync.position import Position
 from cutover.sync.runner import run_sync
 from cutover.transform.items import VERSION_ATTRIBUTE
 

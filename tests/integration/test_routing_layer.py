@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from tests.routing_checks import parity_failures, synced_parity
 
+from cutover.binlog.position import Position
 from cutover.contract.load import load_contract
 from cutover.db import connect, query
 from cutover.phases.model import Phase
@@ -28,7 +29,6 @@ from cutover.routing.mysql_store import Deriver
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
-from cutover.sync.position import Position
 from cutover.sync.runner import run_sync
 from cutover.transform.items import Item
 from cutover.validate.canonical import canonical_item
@@ -260,7 +260,9 @@ def test_shadow_reads_count_exactly_the_corrupted_items(
                         Key=key_av(contract.tables[0], {"PK": f"USER#{user}", "SK": "PROFILE"}),
                         UpdateExpression="SET username = :u",
                         ExpressionAttributeValues={":u": {"S": "tampered"}})  # fmt: skip
-    layer = _layer(contract, settings, shadow_rate=1.0, recheck_seconds=0.05)
+    # no sync follows here: a difference is judged after half a second, not the gate's 30 s
+    layer = _layer(contract, settings, shadow_rate=1.0, recheck_seconds=0.05,
+                   sync_wait_seconds=0.5)  # fmt: skip
     answers = [layer.get("USER", {"id": user}) for user in users]
     layer.close()
     # phase 3: MySQL answers, so the application never saw the tampered name
@@ -271,6 +273,34 @@ def test_shadow_reads_count_exactly_the_corrupted_items(
     named = sorted(m["key"]["PK"] for m in evidence["mismatched"])
     assert named == sorted(f"USER#{u}" for u in corrupted)
     assert all(m["attributes"] == ["username"] for m in evidence["mismatched"])
+
+
+def test_a_phase_3_shadow_read_of_a_change_the_sync_has_not_applied_waits_for_it(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """A script changes a user in MySQL; the application reads it before the sync has
+    applied it, so DynamoDB still differs. The shadow comparison judges again once the
+    sync's checkpoint has passed where the binlog stood after the read: a change in flight,
+    not a mismatch. Nothing but the sync run below could make DynamoDB agree."""
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
+    conn = connect(settings.mysql)
+    try:
+        query(conn, "UPDATE users SET bio = 'not synced yet' WHERE id = 3")
+    finally:
+        conn.close()
+    layer = _layer(contract, settings, shadow_rate=1.0, recheck_seconds=0.0,
+                   sync_wait_seconds=120)  # fmt: skip
+    try:
+        assert layer.get("USER", {"id": 3})["bio"] == "not synced yet"
+        assert _user_item(ddb, settings, contract, 3)["bio"] != {"S": "not synced yet"}
+        run_sync(contract, settings, once=True)
+    finally:
+        layer.close()  # waits for the shadow comparison
+    evidence = layer.stats.shadow_evidence(Phase.DUAL_READ_MYSQL_PRIMARY)
+    assert (evidence["comparisons"], evidence["mismatches"]) == (1, 0), evidence
+    assert evidence["transient"] == 1
 
 
 def test_a_backfill_under_live_writes_converges_with_the_sync(

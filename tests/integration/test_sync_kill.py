@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from cutover.backfill.driver import backfill
+from cutover.binlog.checkpoint import CheckpointStore
 from cutover.cli import EXIT_FAILED
 from cutover.contract.load import load_contract
 from cutover.db import connect, query
 from cutover.prepare import prepare
 from cutover.settings import Settings
-from cutover.sync.checkpoint import CheckpointStore
 from cutover.sync.runner import run_sync
 from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.run import validate

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from cutover.backfill.run import BackfillRun
-from cutover.sync.position import Position
+from cutover.binlog.position import Position
 
 log = logging.getLogger("cutover.backfill")
 QUARANTINE_FILE = "handoff.parquet"

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cutover.binlog.position import Position, current_position
 from cutover.contract.model import Contract, Table
 from cutover.contract.views import view_name
 from cutover.db import connect, quote_ident
@@ -35,7 +36,6 @@ from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.rate_limit import RunRate, WriteCapacity, WriteCost, share_items_per_s
 from cutover.progress import Progress
 from cutover.settings import Settings
-from cutover.sync.position import Position, current_position
 from cutover.transform.items import Item, ItemBuilder, Rejection
 
 log = logging.getLogger("cutover.backfill")

@@ -28,12 +28,12 @@ from typing import Any
 
 from cutover.bench.routing import _tear_down, _user_ids
 from cutover.bench.synthetic import bench_database
+from cutover.binlog.position import Position, current_position, is_mariadb
 from cutover.contract.model import Contract
 from cutover.db import connect, query
 from cutover.errors import CutoverError
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.sync.mapper import DependencyIndex
-from cutover.sync.position import Position, current_position, is_mariadb
 from cutover.sync.reader import BinlogReader, Commit, Idle, RowChange
 from cutover.sync.runner import run_sync
 

@@ -213,8 +213,8 @@ def sync_burst(contract: Contract, settings: Settings, scale: int = 1) -> dict[s
     each round waited for until DynamoDB has it; then ``run_sync(once=True)`` up to the
     binlog's end. The writes made, both runs' reports and the largest lag of a round (from
     its last commit to the batch that applied it)."""
+    from cutover.binlog.position import Position, current_position
     from cutover.db import connect
-    from cutover.sync.position import Position, current_position
     from cutover.sync.runner import run_sync
 
     applied: list[tuple[int, float]] = []  # (position ordinal, applied at)

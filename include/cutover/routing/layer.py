@@ -32,6 +32,9 @@ from typing import Any, TypeVar
 import MySQLdb
 import pybreaker
 
+from cutover.aws import dynamodb_client
+from cutover.binlog.checkpoint import CheckpointStore
+from cutover.binlog.position import current_position
 from cutover.contract.model import Contract, Table, template_fields
 from cutover.db import connect, query
 from cutover.errors import CutoverError, ServiceError, TerminalError, TransientError
@@ -143,6 +146,7 @@ class DualDatabase:
         breakers: Breakers | None = None,
         shadow_workers: int = 2,
         recheck_seconds: float = 0.3,
+        sync_wait_seconds: float | None = None,
     ) -> None:
         self.contract = contract
         self.settings = settings
@@ -154,6 +158,11 @@ class DualDatabase:
         self.stats = RoutingStats()
         self.clock = VersionClock()
         self.recheck_seconds = recheck_seconds
+        # phase 3: how long a differing shadow read waits for the sync to apply what MySQL
+        # had when it was read (default: the gate's limit on sync lag)
+        self.sync_wait_seconds = (contract.cutover.gate.max_sync_lag_seconds
+                                  if sync_wait_seconds is None else sync_wait_seconds)  # fmt: skip
+        self._checkpoints: CheckpointStore | None = None
         self._http = DynamoHttp(settings, timeout=5.0)
         self.dynamo = DynamoStore(self._http, settings.table_prefix)
         self._local = threading.local()
@@ -768,7 +777,10 @@ class DualDatabase:
             if _same(answer, other):
                 self.stats.compared(phase, entity, op, "match")
                 return
-            time.sleep(self.recheck_seconds)  # a write in flight settles before judging
+            if phase == Phase.DUAL_READ_MYSQL_PRIMARY:
+                self._wait_for_sync()
+            else:
+                time.sleep(self.recheck_seconds)  # a write in flight settles before judging
             answer = fns[primary]()
             other = fns[secondary]()
             if _same(answer, other):
@@ -784,6 +796,31 @@ class DualDatabase:
         except Exception as exc:  # the shadow never fails a request
             log.debug("shadow read failed: %s", exc)
             self.stats.compared(phase, entity, op, "error")
+
+    def _wait_for_sync(self) -> bool:
+        """Phase 3: DynamoDB follows MySQL's binlog, so a difference is judged again once the
+        sync's checkpoint has passed where the binlog stood after the first read (up to
+        ``sync_wait_seconds``): a change the sync has yet to apply is not a mismatch. A
+        connection that may not read the binlog's position (no BINLOG MONITOR or REPLICATION
+        CLIENT privilege) waits ``recheck_seconds`` instead. True when the sync got there."""
+        try:
+            target = self._mysql(lambda: current_position(self._conn()))
+        except Exception as exc:
+            log.debug("no binlog position for the shadow recheck: %s", exc)
+            time.sleep(self.recheck_seconds)
+            return False
+        if self._checkpoints is None:
+            self._checkpoints = CheckpointStore(dynamodb_client(self.settings),
+                                                self.settings.table_prefix)  # fmt: skip
+        deadline = time.monotonic() + self.sync_wait_seconds
+        while True:
+            with suppress(Exception):  # DynamoDB not answering: judged at the deadline
+                at = self._checkpoints.load(self.contract.name)
+                if at is not None and at.ordinal >= target.ordinal:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     # --- evidence and replay -------------------------------------------------------------
 

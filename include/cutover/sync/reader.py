@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cutover.binlog.position import Position, ordinal
 from cutover.errors import ServiceError
 from cutover.settings import MySQLSettings
-from cutover.sync.position import Position, ordinal
 
 log = logging.getLogger("cutover.sync")
 

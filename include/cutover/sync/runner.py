@@ -23,6 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cutover.binlog.checkpoint import CheckpointStore
+from cutover.binlog.position import (
+    Position,
+    binlog_sizes,
+    bytes_between,
+    current_position,
+    is_mariadb,
+)
 from cutover.contract.model import Contract
 from cutover.db import connect
 from cutover.errors import ServiceError
@@ -31,15 +39,7 @@ from cutover.progress import Progress
 from cutover.routing.dynamo_store import DynamoStore
 from cutover.settings import Settings
 from cutover.sync.applier import Applier, BatchResult
-from cutover.sync.checkpoint import CheckpointStore
 from cutover.sync.mapper import DependencyIndex, Ref, cascades_of
-from cutover.sync.position import (
-    Position,
-    binlog_sizes,
-    bytes_between,
-    current_position,
-    is_mariadb,
-)
 from cutover.sync.reader import BinlogReader, Commit, Idle, Restarted, RowChange
 from cutover.transform.items import Rejection
 

@@ -8,8 +8,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from cutover.binlog.position import Position
 from cutover.prepare.control_table import CONTROL_TABLE
-from cutover.sync.position import Position
 
 RECORD = "SYNC#binlog"
 
