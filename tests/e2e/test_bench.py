@@ -86,7 +86,8 @@ ROUTING_RATIOS = re.compile(
 SYNC_LINE = re.compile(
     r"^sync: (?P<changes>[\d,]+) changes in transactions of (?P<rows>\d+): "
     r"read (?P<read>[\d,]+) changes/s \(BinlogReader, nothing applied\), "
-    r"applied (?P<applied>[\d,]+) changes/s \(run_sync once; (?P<ratio>\d+\.\d\d) of the read\); "
+    r"applied (?P<applied>[\d,]+) changes/s \(run_sync once, (?P<items>[\d,]+) items written; "
+    r"(?P<ratio>\d+\.\d\d) of the read\); "
     r"lag at (?P<rate>\d+) changes/s for (?P<seconds>\d+) s \((?P<lag_changes>[\d,]+) changes, "
     r"written at (?P<written>[\d,]+)/s\): "
     r"p50 (?P<p50>[\d,]+) ms, p99 (?P<p99>[\d,]+) ms, max (?P<max>[\d,]+) ms$"
@@ -270,4 +271,5 @@ def test_bench_sync_line_reports_read_ceiling_apply_rate_and_lag(bench: tuple[di
                        ("p50", "sync_lag_p50_ms"), ("p99", "sync_lag_p99_ms")):  # fmt: skip
         assert _int(line[group]) == pytest.approx(figures[key], abs=0.51), group
     assert _int(line["max"]) == pytest.approx(sync["lag_max_ms"], abs=0.51)
+    assert _int(line["items"]) == sync["items_written"]
     assert float(line["ratio"]) == pytest.approx(figures["sync_apply_vs_read"], abs=0.005)
