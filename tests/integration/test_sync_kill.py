@@ -187,12 +187,15 @@ def test_a_sync_killed_five_times_resumes_from_its_checkpoint_and_converges(
     assert report["success"]
 
 
-def test_from_phase_four_the_sync_stands_down_and_writes_nothing(
+def test_from_phase_four_the_sync_and_the_backfill_write_nothing_into_dynamodb(
     world: tuple[Settings, Path], ddb: Any
 ) -> None:
     """In phase 4 DynamoDB is authoritative: a change made in MySQL then is not the sync's to
-    carry (MySQL follows DynamoDB), so the sync applies nothing and says why; the CLI exits
-    non-zero with the same sentence."""
+    carry (MySQL follows DynamoDB), so the sync applies nothing and says why, and the CLI
+    exits 1 with the same sentence; a backfill, new or one planned before the move, is
+    refused before it writes an item."""
+    from cutover.backfill.run import BackfillRun
+    from cutover.phases.guard import PhaseRefused
     from cutover.phases.model import Phase
     from cutover.phases.store import PhaseStore
 
@@ -200,6 +203,11 @@ def test_from_phase_four_the_sync_stands_down_and_writes_nothing(
     contract = load_contract(path)
     backfill(contract, settings, workers=1, fresh=True)
     run_sync(contract, settings, once=True)  # the checkpoint, at the binlog's end
+    planned = BackfillRun(contract, settings)  # planned in phase 1, loaded after the move
+    for part in planned.plan():
+        planned.extract(part.id)
+        planned.transform(part.id)
+    planned.check_duplicates()
     store = PhaseStore(ddb, settings.table_prefix)
     state = store.get(contract.name)
     for phase in (Phase.DUAL_WRITE, Phase.DUAL_READ_MYSQL_PRIMARY,
@@ -215,6 +223,12 @@ def test_from_phase_four_the_sync_stands_down_and_writes_nothing(
     table = settings.table_prefix + "Gadgets"
     item = ddb.get_item(TableName=table, Key={"code": {"S": "G001"}}, ConsistentRead=True)
     assert item["Item"]["label"]["S"] == "seed"
+    with pytest.raises(PhaseRefused, match="phase 4"):
+        planned.load(planned.partitions()[0].id)
+    with pytest.raises(PhaseRefused, match="the backfill does not write DynamoDB"):
+        backfill(contract, settings, workers=1, fresh=True)
+    item = ddb.get_item(TableName=table, Key={"code": {"S": "G001"}}, ConsistentRead=True)
+    assert item["Item"]["label"]["S"] == "seed"
 
     m = settings.mysql
     env = {**os.environ, "CUTOVER_MYSQL_URL": f"mysql://{m.user}@{m.host}:{m.port}/{m.database}",
@@ -223,4 +237,4 @@ def test_from_phase_four_the_sync_stands_down_and_writes_nothing(
     cli = subprocess.run([sys.executable, "-m", "cutover.cli", "sync", "--once", str(path)],
                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert cli.returncode == EXIT_FAILED, cli.stderr
-    assert "stands down" in cli.stderr
+    assert "does not write DynamoDB from MySQL" in cli.stderr

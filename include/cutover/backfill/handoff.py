@@ -32,7 +32,10 @@ def handoff(run: BackfillRun) -> dict[str, Any]:
     (done once per run: a resumed run does not apply them again)."""
     if done := run.done("handoff", "all"):
         return done
+    from cutover.phases.guard import refuse_mysql_to_dynamodb
     from cutover.sync.runner import handoff as sync_handoff
+
+    refuse_mysql_to_dynamodb(run.settings, run.contract.name, "the backfill's handoff")
 
     position = run.plan_doc().get("binlog_position")
     if position is None:

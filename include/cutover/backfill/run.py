@@ -34,6 +34,7 @@ from cutover.extract.stream import read_batches, select_list, stream_to_parquet
 from cutover.load.batch_writer import BatchWriter, LoadStats
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.rate_limit import RunRate, WriteCapacity, WriteCost, share_items_per_s
+from cutover.phases.guard import refuse_mysql_to_dynamodb
 from cutover.progress import Progress
 from cutover.settings import Settings
 from cutover.transform.items import Item, ItemBuilder, Rejection
@@ -312,6 +313,7 @@ class BackfillRun:
         ``cutover.load.rate_limit``). Resuming a planned run keeps its recorded rate unless
         one is given, and records the resumer's concurrency."""
         RunRate(rate, rate_share, concurrency)  # bad values refused before any work
+        refuse_mysql_to_dynamodb(self.settings, self.contract.name, "the backfill")
         rel = self.paths.of("plan.json")
         if self.staging.exists(rel):
             doc = self.plan_doc()
@@ -634,6 +636,8 @@ class BackfillRun:
             raise TerminalError(
                 f"partition {pid} cannot load before the duplicate check of run {self.run_id}"
             )
+        # a run planned in phase 3 may reach its loads after the move to phase 4
+        refuse_mysql_to_dynamodb(self.settings, self.contract.name, "the backfill")
         part = self.partition(pid)
         transformed = self._done("transform", pid) or self.transform(pid)
         skip = self._duplicate_source_pks()

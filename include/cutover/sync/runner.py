@@ -124,18 +124,10 @@ class SyncRun:
 
 
 def stand_down_reason(settings: Settings, contract: Contract) -> str | None:
-    """Why the binlog sync must not write DynamoDB now: from phase 4 on DynamoDB is the
-    authoritative store (MySQL follows it) and a derivation from MySQL would overwrite the
-    application's newer items."""
-    from cutover.aws import dynamodb_client
-    from cutover.phases.model import Phase
-    from cutover.phases.store import PhaseStore
+    """Why the binlog sync must not write DynamoDB now (phases 4-5), or None."""
+    from cutover.phases.guard import mysql_to_dynamodb_refusal
 
-    phase = PhaseStore(dynamodb_client(settings), settings.table_prefix).get(contract.name).phase
-    if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
-        return (f"{contract.name} is in phase {int(phase)} ({phase.slug}): DynamoDB is "
-                "authoritative and MySQL follows it, so the binlog sync stands down")  # fmt: skip
-    return None
+    return mysql_to_dynamodb_refusal(settings, contract.name, "the binlog sync")
 
 
 def run_sync(
