@@ -367,6 +367,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         _print_validation(result["after"] or result["before"])
     if result["repaired"]:
         print(f"repaired: {result['repaired']}")
+    if result.get("repair_held"):
+        print(f"repair held: {result['repair_held']}", file=sys.stderr)
     print(f"report: {shown(result['report'])}")
     return 0 if result["success"] else EXIT_FAILED
 

@@ -124,5 +124,5 @@ def run_reconcile(contract: Contract, settings: Settings, **kwargs: Any) -> dict
         record(settings, contract, "reconcile", {
             "run_id": final["started_at"], "success": result["success"],
             "repaired": result["repaired"], "phase": result.get("phase"),
-            "replay": result.get("replay")})  # fmt: skip
+            "replay": result.get("replay"), "repair_held": result.get("repair_held")})  # fmt: skip
     return result

@@ -365,6 +365,40 @@ def test_reconcile_follows_the_phase(migrated: tuple[Any, Settings], ddb: Any) -
     assert result["replay"] is None  # the outbox replay would have needed MySQL
 
 
+def test_reconcile_holds_its_repair_while_the_outbox_replay_fails(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """Phase 4 with an outbox entry MySQL refuses (replay stops at it): rewriting MySQL
+    from DynamoDB now could overwrite what the outbox still holds, so reconcile repairs
+    nothing, says why and fails; once the entry is gone, the same drift is repaired."""
+    from cutover.routing.dynamo_store import DynamoStore
+    from cutover.stages import run_reconcile
+
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    stuck = DynamoStore.outbox_item(contract.name, 1, {"changes": [
+        Change("users", "update", {"id": 5}, {"no_such_column": 1}).to_json()]})  # fmt: skip
+    ddb.put_item(TableName=settings.table_prefix + "cutover_control", Item=stuck)
+    conn = connect(settings.mysql)
+    try:
+        (name,) = query(conn, "SELECT username FROM users WHERE id = 5")[0]
+        query(conn, "UPDATE users SET username = 'drifted' WHERE id = 5")
+        held = run_reconcile(contract, settings, repair=True)
+        assert held["replay"]["error"] and not held["success"]
+        assert "replay of DynamoDB's outbox" in held["repair_held"]
+        assert held["repaired"] == {} and held["after"] is None
+        assert query(conn, "SELECT username FROM users WHERE id = 5") == [("drifted",)]
+
+        ddb.delete_item(TableName=settings.table_prefix + "cutover_control",
+                        Key={k: stuck[k] for k in ("contract", "record")})  # fmt: skip
+        repaired = run_reconcile(contract, settings, repair=True)
+        assert repaired["repair_held"] is None and repaired["success"]
+        assert query(conn, "SELECT username FROM users WHERE id = 5") == [(name,)]
+    finally:
+        conn.close()
+
+
 def test_rows_sharing_an_item_key_are_not_written_as_the_backfill_quarantines_them(
     migrated: tuple[Any, Settings], ddb: Any
 ) -> None:

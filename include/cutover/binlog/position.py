@@ -54,12 +54,16 @@ def is_mariadb(conn: Any) -> bool:
     return "mariadb" in str(query(conn, "SELECT VERSION()")[0][0]).lower()
 
 
+class NoBinlog(ServiceError):
+    """The server writes no binlog (``log_bin`` off)."""
+
+
 def current_position(conn: Any) -> Position:
     """Where the server's binlog ends now (what ``sync --once`` stops at and what a backfill
     records before its snapshot)."""
     rows = query(conn, "SHOW MASTER STATUS")
     if not rows:
-        raise ServiceError(
+        raise NoBinlog(
             "the MySQL server has no binlog (SHOW MASTER STATUS is empty): turn on log_bin; "
             "`cutover sync --check CONTRACT` lists every setting the sync needs"
         )

@@ -168,6 +168,8 @@ def reconcile(contract_path: str) -> dict[str, Any]:
 
     contract, settings = _load(contract_path)
     result = run_reconcile(contract, settings, repair=True)
+    if result.get("repair_held"):
+        _fail(f"repair held: {result['repair_held']}; report {result['report']}")
     if not result["success"]:
         _fail(f"drift remains after repair; report {result['report']}")
     return {"report": result["report"], "repaired": result["repaired"]}

@@ -1,7 +1,12 @@
-"""Repair drift, following the phase: first replay what the routing layer's outboxes hold,
+"""Repair drift, following the phase: first bring the store that follows up to date from the
+other's log (phases 1-3: the binlog sync; phase 4: DynamoDB's outbox replayed into MySQL),
 then compare, then repair the store that does not answer reads from the one that does
 (``source_of_truth``): DynamoDB from MySQL in phases 1-3, MySQL from DynamoDB in phase 4. In
-phase 5 MySQL is retired and reconcile no longer reads or writes it."""
+phase 5 MySQL is retired and reconcile no longer reads or writes it.
+
+A repair is held, and says why, while that log has not been applied in full: in phase 4 a
+write MySQL took while DynamoDB was down is in the outbox's wake, and rewriting MySQL from
+DynamoDB before the replay has caught up would lose it in both stores."""
 
 from __future__ import annotations
 
@@ -56,6 +61,37 @@ def _repair_one(
     return "put"
 
 
+def _sync(contract: Contract, settings: Settings) -> dict[str, Any]:
+    """Phases 1-3: DynamoDB brought to the binlog's end before it is compared, so that drift
+    is not a change the sync has yet to apply; the sync's report (``unavailable`` when the
+    server has no binlog: then repairing from MySQL is the only way, and it is not held)."""
+    from cutover.binlog.position import NoBinlog
+    from cutover.sync.runner import run_sync
+
+    try:
+        return run_sync(contract, settings, once=True)
+    except NoBinlog as exc:
+        return {"unavailable": str(exc)}
+    except Exception as exc:  # held, with the reason
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _held(replayed: dict[str, Any] | None, synced: dict[str, Any] | None) -> str | None:
+    """Why a repair must wait, or None."""
+    if replayed and replayed.get("error"):
+        return (f"the replay of DynamoDB's outbox into MySQL stopped ({replayed['error']}); "
+                "repairing now could overwrite what it still holds: fix that, then "
+                "`cutover outbox replay CONTRACT` and reconcile again")  # fmt: skip
+    if replayed and replayed.get("left"):
+        return (f"{replayed['left']} entries of DynamoDB's outbox are still to apply to MySQL; "
+                "replay them (`cutover outbox replay CONTRACT`) and reconcile again")  # fmt: skip
+    if synced and synced.get("error"):
+        return (f"the binlog sync could not bring DynamoDB up to MySQL ({synced['error']}); "
+                "repairing now would race it: fix that (`cutover sync --check CONTRACT`) and "
+                "reconcile again")  # fmt: skip
+    return None
+
+
 def reconcile(
     contract: Contract,
     settings: Settings,
@@ -64,9 +100,10 @@ def reconcile(
     sample: float | None = None,
     tables: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Replay the outboxes, validate; with ``repair``, fix every listed difference in the
-    non-authoritative store and validate again (repeating while a pass still finds more than
-    one batch of differences)."""
+    """Apply the follower's log (see the module's docstring), validate; with ``repair``, fix
+    every listed difference in the non-authoritative store and validate again (repeating
+    while a pass still finds more than one batch of differences), unless the log could not
+    be applied in full (``repair_held`` says why)."""
     from cutover.phases.model import Phase, source_of_truth
     from cutover.routing.replay import repair_mysql, replay
     from cutover.stages import phase_store
@@ -75,6 +112,10 @@ def reconcile(
     truth = source_of_truth(phase)
     dual = Phase.DUAL_WRITE <= phase < Phase.DYNAMODB_ONLY
     replayed = replay(contract, settings) if dual else None
+    synced = _sync(contract, settings) if phase < Phase.DUAL_READ_DYNAMODB_PRIMARY else None
+    held = _held(replayed, synced) if repair else None
+    if held:
+        log.warning("repair held: %s", held)
     if phase == Phase.DYNAMODB_ONLY:
         return {"contract": contract.name, "phase": phase.value, "source_of_truth": truth,
                 "repair": repair, "replay": replayed, "repaired": {}, "before": None,
@@ -84,7 +125,7 @@ def reconcile(
     repaired: Counter[str] = Counter()
     report = before
     passes = 0
-    while repair and not report["success"] and passes < 5:
+    while repair and not held and not report["success"] and passes < 5:
         diffs = differing_keys(report)
         if not diffs:
             break  # the failure is not a key difference (e.g. an independent check)
@@ -113,6 +154,8 @@ def reconcile(
         "source_of_truth": truth,
         "repair": repair,
         "replay": replayed,
+        "sync": synced,
+        "repair_held": held,
         "repaired": dict(repaired),
         "before": _trim(before),
         "after": _trim(report) if repair and passes else None,
