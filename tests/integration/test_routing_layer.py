@@ -365,6 +365,24 @@ def test_reconcile_follows_the_phase(migrated: tuple[Any, Settings], ddb: Any) -
     assert result["replay"] is None  # the outbox replay would have needed MySQL
 
 
+def test_a_phase_4_write_with_mysql_refusing_connections_is_kept_in_the_outbox(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """A MySQL that refuses the connection is a store that is down, as one that drops it:
+    the phase-4 write stands in DynamoDB and MySQL's part waits in the outbox."""
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    refused = replace(settings, mysql=replace(settings.mysql, host="127.0.0.1", port=1))
+    layer = _layer(contract, refused, shadow_rate=0.0)
+    try:
+        result = layer.update("USER", {"id": 5}, {"bio": "while MySQL refuses"})
+    finally:
+        layer.close()
+    assert result.phase == 4 and result.outboxed == 1
+    assert _user_item(ddb, settings, contract, 5)["bio"] == {"S": "while MySQL refuses"}
+
+
 def test_reconcile_holds_its_repair_while_the_outbox_replay_fails(
     migrated: tuple[Any, Settings], ddb: Any
 ) -> None:

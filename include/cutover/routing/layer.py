@@ -227,9 +227,9 @@ class DualDatabase:
                     raise StoreUnavailable(
                         f"MySQL at {self.settings.mysql.url}: {exc.args[-1]}"
                     ) from None
-                except ServiceError:
+                except ServiceError as exc:  # a connection refused or timed out
                     self._drop_conn()
-                    raise
+                    raise StoreUnavailable(str(exc)) from None
             raise AssertionError("unreachable")
 
         return self._guard(MYSQL, guarded)
