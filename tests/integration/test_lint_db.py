@@ -225,3 +225,34 @@ def test_the_sample_contract_fits_the_sample_schema(scratch_db: Settings) -> Non
         conn.close()
     data = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
     assert _errors(data, schema) == []
+
+
+def test_unique_and_foreign_keys_dynamodb_does_not_enforce_are_warned(
+    scratch_db: Settings,
+) -> None:
+    """Read from a real server's information_schema: a unique email, a composite unique key
+    and a foreign key on the entity's source table each get one warning at its path; the
+    referenced table, which no entity reads as its own, gets none."""
+    conn = connect(scratch_db.mysql)
+    try:
+        query(conn, "CREATE TABLE teams (id INT PRIMARY KEY, name VARCHAR(40))")
+        query(
+            conn,
+            "CREATE TABLE accounts (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL, "
+            "team_id INT NOT NULL, handle VARCHAR(20) NOT NULL, "
+            "UNIQUE KEY uq_email (email), UNIQUE KEY uq_team_handle (team_id, handle), "
+            "CONSTRAINT fk_account_team FOREIGN KEY (team_id) REFERENCES teams (id))",
+        )
+        schema = SourceSchema.from_connection(conn)
+    finally:
+        conn.close()
+    contract = parse_contract({"tables": [{
+        "table": "Accounts", "type": "single-entity", "source_table": "accounts", "pk": "id",
+        "attributes": [_a("id", "N", "id", "accounts"), _a("email", "S", "email", "accounts")],
+    }]})  # fmt: skip
+    problems = lint(contract, schema)
+    assert [(p.path, p.severity) for p in problems] == [("tables[0].source_table", "warning")] * 3
+    text = " | ".join(p.message for p in problems)
+    assert "accounts(email) is unique in MySQL (key 'uq_email')" in text
+    assert "accounts(team_id, handle) is unique in MySQL (key 'uq_team_handle')" in text
+    assert "accounts(team_id) references teams (foreign key 'fk_account_team')" in text

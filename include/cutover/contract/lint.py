@@ -1026,10 +1026,43 @@ TABLE_CHECKS = (
     check_attribute_names,
     check_attributes,
 )
+
+
+def check_constraints_dynamodb_does_not_enforce(
+    schema: SourceSchema, table: Table, ti: int
+) -> Iterator[Problem]:
+    """Warnings: from phase 4 DynamoDB takes writes first, and it enforces neither a unique
+    key nor a foreign key, so a write MySQL would refuse is acknowledged and MySQL refuses
+    it only when it follows (the change is quarantined, the stores differ)."""
+    seen: set[str] = set()
+    for base, source in _sources(table, ti):
+        src = source.source_table
+        if src in seen:
+            continue
+        seen.add(src)
+        for key in schema.unique_keys.get(src, []):
+            yield _warn(
+                f"{base}.source_table",
+                f"{src}({', '.join(key.columns)}) is unique in MySQL (key {key.name!r}); "
+                "DynamoDB does not enforce it: from phase 4 two items can take one value "
+                "and MySQL refuses the second when it follows. Check it in the application, "
+                "or write a uniqueness item with a condition in the same transaction",
+            )
+        for fk in schema.foreign_keys.get(src, []):
+            yield _warn(
+                f"{base}.source_table",
+                f"{src}({', '.join(fk.columns)}) references {fk.references} (foreign key "
+                f"{fk.name!r}); DynamoDB does not enforce it: from phase 4 an item can name "
+                f"a {fk.references} row that does not exist, and MySQL refuses it when it "
+                "follows",
+            )
+
+
 SCHEMA_TABLE_CHECKS = (
     check_source_tables,
     check_attributes_against_schema,
     check_source_options,
+    check_constraints_dynamodb_does_not_enforce,
 )
 
 

@@ -1,4 +1,5 @@
-"""What the source database holds: tables, columns and primary keys (information_schema)."""
+"""What the source database holds: tables, columns, primary keys, and the unique keys and
+foreign keys DynamoDB will not enforce (information_schema)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,27 @@ _PRIMARY_KEY_SQL = (
     "ORDER BY k.TABLE_NAME, k.ORDINAL_POSITION"
 )
 
+_UNIQUE_SQL = (
+    "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+    "WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' "
+    "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
+)
+_FOREIGN_KEY_SQL = (
+    "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME "
+    "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() "
+    "AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY TABLE_NAME, CONSTRAINT_NAME, "
+    "ORDINAL_POSITION"
+)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A unique key (``references`` None) or a foreign key of a table."""
+
+    name: str
+    columns: tuple[str, ...]
+    references: str | None = None
+
 
 @dataclass(frozen=True)
 class Column:
@@ -44,6 +66,8 @@ class SourceSchema:
 
     tables: dict[str, dict[str, Column]] = field(default_factory=dict)
     primary_keys: dict[str, list[str]] = field(default_factory=dict)
+    unique_keys: dict[str, list[Constraint]] = field(default_factory=dict)
+    foreign_keys: dict[str, list[Constraint]] = field(default_factory=dict)
 
     @classmethod
     def from_connection(cls, conn: Any) -> SourceSchema:
@@ -60,6 +84,8 @@ class SourceSchema:
         for table, name in query(conn, _PRIMARY_KEY_SQL):
             if table in schema.tables:
                 schema.primary_keys.setdefault(table, []).append(name)
+        schema.unique_keys = _grouped(query(conn, _UNIQUE_SQL))
+        schema.foreign_keys = _grouped(query(conn, _FOREIGN_KEY_SQL))
         return schema
 
     def has_table(self, table: str) -> bool:
@@ -70,3 +96,16 @@ class SourceSchema:
 
     def primary_key(self, table: str) -> list[str]:
         return self.primary_keys.get(table, [])
+
+
+def _grouped(rows: Any) -> dict[str, list[Constraint]]:
+    """(table, name, column[, referenced table]) rows in key order -> constraints by table."""
+    columns: dict[tuple[str, str], list[str]] = {}
+    references: dict[tuple[str, str], str | None] = {}
+    for table, name, column, *ref in rows:
+        columns.setdefault((str(table), str(name)), []).append(str(column))
+        references[(str(table), str(name))] = str(ref[0]) if ref else None
+    out: dict[str, list[Constraint]] = {}
+    for (table, name), cols in columns.items():
+        out.setdefault(table, []).append(Constraint(name, tuple(cols), references[(table, name)]))
+    return out
