@@ -110,6 +110,14 @@ def test_each_phase_writes_where_its_row_of_the_phase_table_says(
         assert layer.stats.by_phase[Phase.DUAL_WRITE].writes == 0  # no second write counted
 
         _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
+        from cutover.routing.layer import NotFound
+
+        with pytest.raises(NotFound):  # DynamoDB has no item of user 3: nothing to update
+            layer.update("USER", {"id": 3}, {"bio": "phase five"})
+        assert _user_item(ddb, settings, contract, 3) is None
+        _move(ddb, settings, contract, Phase.DUAL_READ_MYSQL_PRIMARY)  # rolled back to copy
+        run_backfill(contract, settings)
+        _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
         layer.update("USER", {"id": 3}, {"bio": "phase five"})
         assert _user_item(ddb, settings, contract, 3)["bio"] == {"S": "phase five"}
         assert query(conn, "SELECT bio FROM users WHERE id = 3") == [("phase three",)]
@@ -381,6 +389,38 @@ def test_a_phase_4_write_with_mysql_refusing_connections_is_kept_in_the_outbox(
         layer.close()
     assert result.phase == 4 and result.outboxed == 1
     assert _user_item(ddb, settings, contract, 5)["bio"] == {"S": "while MySQL refuses"}
+
+
+def test_from_phase_4_an_update_never_brings_a_deleted_item_back(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """Phase 4: a user's item deleted in DynamoDB (by a writer that bypasses the layer, so
+    MySQL still has the row): an update through the layer is refused as not found and the
+    item stays deleted. Phase 5: the same after the layer's own delete."""
+    from cutover.routing.layer import NotFound
+
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    users = settings.table_prefix + "Users"
+    ddb.delete_item(TableName=users, Key=key_av(contract.tables[0], {"PK": "USER#6",
+                                                                     "SK": "PROFILE"}))  # fmt: skip
+    layer = _layer(contract, settings, shadow_rate=0.0)
+    try:
+        with pytest.raises(NotFound, match="deleted"):
+            layer.update("USER", {"id": 6}, {"bio": "after the delete"})
+        assert _user_item(ddb, settings, contract, 6) is None
+        assert layer.update("USER", {"id": 8}, {"bio": "still here"}).phase == 4
+
+        _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
+        layer.phases.ttl = 0
+        layer.delete("USER", {"id": 7})
+        with pytest.raises(NotFound):
+            layer.update("USER", {"id": 7}, {"bio": "after the delete"})
+        assert _user_item(ddb, settings, contract, 7) is None
+    finally:
+        layer.close()
+    assert _user_item(ddb, settings, contract, 8)["bio"] == {"S": "still here"}
 
 
 def test_reconcile_holds_its_repair_while_the_outbox_replay_fails(

@@ -43,7 +43,7 @@ from cutover.phases.client import PhaseClient
 from cutover.phases.model import Phase
 from cutover.routing import mysql_store
 from cutover.routing.changes import Change, VersionClock, apply, select_rows
-from cutover.routing.dynamo_store import DynamoStore
+from cutover.routing.dynamo_store import DynamoStore, StaleWrite
 from cutover.routing.entities import Entities, Entity, RoutingError
 from cutover.routing.mysql_store import Deriver, Refresh
 from cutover.routing.stats import RoutingStats
@@ -65,6 +65,11 @@ DEADLOCK_RETRIES = 3
 
 class StoreUnavailable(ServiceError, TransientError):
     """A store failed or its circuit breaker is open."""
+
+
+class NotFound(RoutingError):
+    """An update of a row whose item DynamoDB does not hold (never made, or deleted): from
+    phase 4 an update never brings a deleted item back."""
 
 
 # Errors that say the request or the data is wrong, not that the store is down: they fail
@@ -530,12 +535,26 @@ class DualDatabase:
             self.dynamo.transact(chunk, outbox)
 
         if ops or outbox:
-            for start in range(0, max(len(ops), 1), 99):
-                chunk = ops[start : start + 99]
-                self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None: transact(c, o))
+            try:
+                for start in range(0, max(len(ops), 1), 99):
+                    chunk = ops[start : start + 99]
+                    self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None:
+                                   transact(c, o))  # fmt: skip
+            except StaleWrite:
+                self._raise_if_gone(result.items[first:])
+                raise
         for entry in result.items[first:]:
             entry["at"] = time.time()
         return record
+
+    def _raise_if_gone(self, entries: list[dict[str, Any]]) -> None:
+        """``NotFound`` naming the first updated item DynamoDB does not hold."""
+        for entry in entries:
+            if entry.get("update"):
+                table = self.contract.table(entry["table"])
+                if self._dynamodb(lambda t=table, k=entry["key"]: self.dynamo.get(t, k)) is None:
+                    raise NotFound(f"no {entry['table']} item {entry['key']} to update: it "
+                                   "does not exist, or it was deleted")  # fmt: skip
 
     def _item_ops(
         self, entity: Entity, change: Change, result: WriteResult, dual: bool
@@ -550,8 +569,10 @@ class DualDatabase:
         item_av = self._new_item(entity, change, dual)
         body = json.dumps(item_av, ensure_ascii=False, separators=(",", ":"))
         key = {k: _text(item_av[k]) for k in (table.pk, table.sk) if k}
-        result.items.append({"table": table.table, "op": "put", "key": key, "item": item_av})
-        return [self.dynamo.put_op(table, body, version)]
+        result.items.append({"table": table.table, "op": "put", "key": key, "item": item_av,
+                             "update": change.op == "update"})  # fmt: skip
+        # an update changes an item that exists: one deleted meanwhile stays deleted
+        return [self.dynamo.put_op(table, body, version, must_exist=change.op == "update")]
 
     def _item_key_for(self, entity: Entity, change: Change, dual: bool) -> dict[str, str]:
         row = change.row()
@@ -587,8 +608,11 @@ class DualDatabase:
             raise RoutingError(f"{entity.name}: without MySQL an update must carry the item's "
                                f"key columns {sorted(entity.key_columns().values())}")  # fmt: skip
         key = entity.item_key(row)
-        current = self._dynamodb(lambda: self.dynamo.get(entity.table, key)) or {}
-        return self._overlay(entity, current, row, key)
+        current = self._dynamodb(lambda: self.dynamo.get(entity.table, key))
+        if current is None and change.op == "update":
+            raise NotFound(f"no {entity.name} item {key} to update: it does not exist, or it "
+                           "was deleted")  # fmt: skip
+        return self._overlay(entity, current or {}, row, key)
 
     def _preview(self, entity: Entity, change: Change) -> Any:
         with self.transaction() as cur:
@@ -596,7 +620,7 @@ class DualDatabase:
             if change.op == "update":
                 stored = select_rows(cur, change.table, change.key)
                 if not stored:
-                    raise RoutingError(f"no {change.table} row {change.key} to update")
+                    raise NotFound(f"no {change.table} row {change.key} to update")
                 row = {**stored[0], **row}
             return self.deriver.preview(cur, entity, row)
 
