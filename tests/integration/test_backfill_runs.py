@@ -325,10 +325,10 @@ def test_the_sync_applies_a_bounded_batch_of_refs_however_many_rows_changed(
     sizes: list[int] = []
     real_apply = Applier.apply
 
-    def apply(self: Applier, conn: Any, refs: Any, version: int) -> Any:
+    def apply(self: Applier, conn: Any, refs: Any, version: int, **kwargs: Any) -> Any:
         refs = list(refs)
         sizes.append(len(refs))
-        return real_apply(self, conn, refs, version)
+        return real_apply(self, conn, refs, version, **kwargs)
 
     monkeypatch.setattr(sync_runner, "BATCH_REFS", 10)
     monkeypatch.setattr(Applier, "apply", apply)

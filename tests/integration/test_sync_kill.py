@@ -238,3 +238,74 @@ def test_from_phase_four_the_sync_and_the_backfill_write_nothing_into_dynamodb(
                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert cli.returncode == EXIT_FAILED, cli.stderr
     assert "does not write DynamoDB from MySQL" in cli.stderr
+
+
+def test_two_syncs_take_turns_so_a_deleted_row_never_comes_back(
+    world: tuple[Settings, Path], ddb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync A derives a row's item, then stalls before writing it; the row is deleted and
+    sync B, which reads past the delete, runs meanwhile. Were both to write at once, B would
+    delete the item and A then put back what it derived before the delete (a put cannot see
+    an item that is gone). They take turns batch by batch (the lease): B's batch waits for
+    A's, then deletes."""
+    from cutover.binlog.lease import SyncLease
+    from cutover.sync.applier import Applier
+
+    settings, path = world
+    contract = load_contract(path)
+    backfill(contract, settings, workers=1, fresh=True)
+    run_sync(contract, settings, once=True)
+    derived, go, b_waiting = threading.Event(), threading.Event(), threading.Event()
+    a_thread: list[threading.Thread] = []
+    real_apply, real_claim = Applier.apply, SyncLease._claim
+
+    def apply(self: Applier, conn: Any, refs: Any, version: int, **kwargs: Any) -> Any:
+        before_write = kwargs.get("before_write")
+
+        def stall() -> None:
+            if threading.current_thread() in a_thread:
+                derived.set()
+                assert go.wait(60)
+            if before_write is not None:
+                before_write()
+
+        return real_apply(self, conn, refs, version, before_write=stall)
+
+    def claim(self: SyncLease) -> bool:
+        won = real_claim(self)
+        if not won and threading.current_thread() not in a_thread:
+            b_waiting.set()
+        return won
+
+    monkeypatch.setattr(Applier, "apply", apply)
+    monkeypatch.setattr(SyncLease, "_claim", claim)
+    conn = connect(settings.mysql)
+    try:
+        query(conn, "UPDATE gadgets SET label = 'derived by A' WHERE id = 1")
+        errors: list[BaseException] = []
+
+        def sync_run() -> None:
+            try:
+                run_sync(contract, settings, once=True)
+            except BaseException as exc:
+                errors.append(exc)
+
+        a = threading.Thread(target=sync_run)
+        a_thread.append(a)
+        a.start()
+        assert derived.wait(60), "sync A did not reach its write"
+        query(conn, "DELETE FROM gadgets WHERE id = 1")
+        b = threading.Thread(target=sync_run)
+        b.start()
+        deadline = time.monotonic() + 60
+        while not (b_waiting.is_set() or not b.is_alive()) and time.monotonic() < deadline:
+            b_waiting.wait(0.05)
+        go.set()
+        a.join(60)
+        b.join(60)
+        assert errors == []
+    finally:
+        conn.close()
+    table = settings.table_prefix + "Gadgets"
+    item = ddb.get_item(TableName=table, Key={"code": {"S": "G001"}}, ConsistentRead=True)
+    assert "Item" not in item, "the deleted row's item came back"

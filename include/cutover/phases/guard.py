@@ -20,7 +20,11 @@ def mysql_to_dynamodb_refusal(settings: Any, contract: str, job: str) -> str | N
     from cutover.aws import dynamodb_client
     from cutover.phases.store import PhaseStore
 
-    phase = PhaseStore(dynamodb_client(settings), settings.table_prefix).get(contract).phase
+    client = dynamodb_client(settings)
+    try:
+        phase = PhaseStore(client, settings.table_prefix).get(contract).phase
+    except client.exceptions.ResourceNotFoundException:
+        return None  # no control table: nothing prepared yet, phase 1
     if phase < Phase.DUAL_READ_DYNAMODB_PRIMARY:
         return None
     return (

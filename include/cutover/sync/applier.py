@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +93,11 @@ class Applier:
 
     # --- one batch ---------------------------------------------------------------------
 
-    def apply(self, conn: Any, refs: Iterable[Ref], version: int) -> BatchResult:
-        """Derive and write what ``refs`` ask, every write guarded by ``version``."""
+    def apply(self, conn: Any, refs: Iterable[Ref], version: int,
+              before_write: Callable[[], None] | None = None) -> BatchResult:  # fmt: skip
+        """Derive and write what ``refs`` ask, every write guarded by ``version``;
+        ``before_write`` may still call the batch off (it raises) once the items are
+        derived."""
         by_kind: dict[type, list[Any]] = defaultdict(list)
         for ref in refs:
             by_kind[type(ref)].append(ref)
@@ -140,6 +143,8 @@ class Applier:
                 if items.get(key) == canonical_item(json.loads(puts[(table, key)].body)):
                     del puts[(table, key)]
                     result.unchanged += 1
+        if before_write is not None:
+            before_write()
         self._write(puts, removals, version, result)
         return result
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cutover.binlog.checkpoint import CheckpointStore
+from cutover.binlog.lease import SyncLease
 from cutover.binlog.position import (
     Position,
     binlog_sizes,
@@ -101,6 +102,7 @@ class SyncRun:
         self.index = DependencyIndex(contract)
         self.client = dynamodb_client(settings)
         self.checkpoints = CheckpointStore(self.client, settings.table_prefix)
+        self.lease = SyncLease(self.client, settings.table_prefix, contract.name)
         self.http = DynamoHttp(settings)
         self.applier = Applier(contract, self.index, DynamoStore(self.http, settings.table_prefix))
         self.conn = connect(settings.mysql, read_timeout=120, write_timeout=60)
@@ -291,13 +293,15 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
         if pending is None:
             return
         began = time.monotonic()
-        result = run.applier.apply(run.conn, batch, pending.position.ordinal)
+        with run.lease.held():  # one applier's batch at a time (cutover.binlog.lease)
+            result = run.applier.apply(run.conn, batch, pending.position.ordinal,
+                                       before_write=run.lease.check)  # fmt: skip
+            if checkpoint:
+                run.checkpoints.save(contract.name, pending.position)
         linger = min(max(LINGER_SECONDS, time.monotonic() - began), MAX_LINGER_SECONDS)
         figures.result.add(result)
         figures.batches += 1
         applied = pending.position
-        if checkpoint:
-            run.checkpoints.save(contract.name, applied)
         figures.lag_seconds = 0.0 if caught_up else max(time.time() - pending.committed_at, 0.0)
         if on_batch is not None:
             on_batch(applied, time.time(), in_batch)
