@@ -180,13 +180,27 @@ class BypassWriter:
                         n += 1
                         kind = self.KINDS[n % len(self.KINDS)] if n <= len(self.KINDS) else (
                             self.rng.choices(self.KINDS, self.WEIGHTS)[0])  # fmt: skip
-                        if self._step(conn, kind):
+                        if self._retried(conn, kind):
                             self.done[kind] = self.done.get(kind, 0) + 1
                 self.stop.wait(0.2)  # a pace, not a wait for anything
         except BaseException as exc:  # raised by finish()
             self.error = exc
         finally:
             conn.close()
+
+    def _retried(self, conn: Any, kind: str) -> bool:
+        """One statement (or transaction) of ``kind``, run again when InnoDB rolled it back
+        as a deadlock's victim, as an application would."""
+        import MySQLdb
+
+        for _ in range(5):
+            try:
+                return self._step(conn, kind)
+            except MySQLdb.OperationalError as exc:
+                if exc.args[0] not in (1213, 1205):
+                    raise
+                conn.rollback()
+        return False
 
     def _one(self, conn: Any, sql: str, params: tuple = ()) -> Any:
         from cutover.db import query
