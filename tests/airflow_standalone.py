@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,14 +183,30 @@ def _airflow(
         log.close()
 
 
+def _trigger(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
+    """Create a run under an id of our own. The standalone's SQLite may be locked by the
+    scheduler for a moment (HTTP 500 "Database error"): the same request is sent again, and
+    a 409 then means the first one did create the run."""
+    run_id = f"test__{uuid.uuid4().hex[:12]}"
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    for attempt in range(4):
+        try:
+            return str(api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+        except ApiError as exc:
+            if exc.code == 409 and attempt:
+                return run_id
+            if exc.code != 500 or "Database error" not in str(exc) or attempt == 3:
+                raise
+            time.sleep(1.0 * (attempt + 1))  # the writer holding the lock finishes
+    raise AssertionError("unreachable")
+
+
 def trigger_and_answer(
     api: Api, dag_id: str, option: str, target: str = "dual_write",
     expect_in_body: str | tuple[str, ...] = "",
 ) -> str:  # fmt: skip
     api.wait(f"DAG {dag_id} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{dag_id}"))
-    run = api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                   {"logical_date": None, "conf": {"target_phase": target}})  # fmt: skip
-    run_id = run["dag_run_id"]
+    run_id = _trigger(api, dag_id, {"target_phase": target})
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
     details = api.wait("the approval to wait for input",
                        lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"])  # fmt: skip
