@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from cutover.errors import ConfigError, ContractError, CutoverError, ServiceError
 from cutover.settings import PROJECT_ROOT, Settings
@@ -166,6 +168,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return code
 
 
+def _fresh_demo_tables(contract: Any, settings: Settings) -> None:
+    """The demo reloads the sample database, so it starts DynamoDB afresh too: the contract's
+    tables of an earlier demo go (its sync burst inserted rows the new sample does not
+    have), and so does the sync's checkpoint (its position is in the old binlog's history)."""
+    from cutover.aws import dynamodb_client
+    from cutover.binlog.checkpoint import CheckpointStore
+
+    client = dynamodb_client(settings)
+    existing = set(client.list_tables().get("TableNames", []))
+    for table in contract.tables:
+        physical = settings.table_prefix + table.table
+        if physical in existing:
+            client.delete_table(TableName=physical)
+            client.get_waiter("table_not_exists").wait(TableName=physical)
+    with suppress(client.exceptions.ResourceNotFoundException):
+        CheckpointStore(client, settings.table_prefix).clear(contract.name)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Services, the sample database, then the sample contract's prepare, backfill and
     validate DAGs run through Airflow (dag.test), not around it, then a burst of writes by
@@ -192,6 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"sample loaded: {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
     contract = load_contract(SAMPLE_CONTRACT)
     name = contract.name
+    _fresh_demo_tables(contract, settings)
     log_file = LOCAL_DIR / "logs" / "demo.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")  # this run's log only
