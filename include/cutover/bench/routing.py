@@ -73,22 +73,26 @@ def routing_settings(settings: Settings, staging: str) -> Settings:
     )
 
 
-def _set_up(contract: Contract, bench: Settings, workers: int) -> None:
+def set_up_sample(contract: Contract, bench: Settings, workers: int, line: str,
+                  error: type[Exception] = RuntimeError) -> None:  # fmt: skip
+    """The sample database (scale 1) in ``bench``'s database, prepared and backfilled under
+    its table prefix, for the bench ``line`` (routing, sync); ``error`` when a partition
+    did not load."""
     from cutover.backfill.driver import backfill
     from cutover.prepare import prepare
     from cutover.sample.generator import load_sample
 
-    log.info("routing: sample database %s (scale 1)", bench.mysql.database)
+    log.info("%s: sample database %s (scale 1), prepared and backfilled under the table "
+             "prefix %r", line, bench.mysql.database, bench.table_prefix)  # fmt: skip
     load_sample(bench, scale=1)
-    log.info("routing: prepare and backfill under the table prefix %r", bench.table_prefix)
     # the library calls, not cutover.stages: no report or evidence of the real contract
     prepare(contract, bench)
     manifest = backfill(contract, bench, workers=workers, fresh=True)
     if not all(p["load"] is not None for p in manifest.get("partitions", [])):
-        raise RuntimeError("the routing bench's backfill did not load every partition")
+        raise error(f"the {line} bench's backfill did not load every partition")
 
 
-def _tear_down(contract: Contract, bench: Settings) -> None:
+def tear_down(contract: Contract, bench: Settings) -> None:
     from cutover.aws import dynamodb_client
     from cutover.prepare.control_table import CONTROL_TABLE
 
@@ -103,7 +107,7 @@ def _tear_down(contract: Contract, bench: Settings) -> None:
         admin.close()
 
 
-def _user_ids(bench: Settings) -> tuple[list[int], list[int]]:
+def user_ids(bench: Settings) -> tuple[list[int], list[int]]:
     """Users whose items the backfill loaded, and whose writes refresh only loadable items
     (the sample's planted defects excluded): alternate ones to read and to write, so that
     phase 1's writes, which leave DynamoDB behind, are never read by a shadow compare."""
@@ -263,8 +267,8 @@ def run_routing_bench(settings: Settings, requests: int = 300, workers: int = 4)
     with tempfile.TemporaryDirectory() as tmp:
         bench = routing_settings(settings, Path(tmp, "staging").as_uri())
         try:
-            _set_up(contract, bench, workers)
-            reads, writes = _user_ids(bench)
+            set_up_sample(contract, bench, workers, "routing")
+            reads, writes = user_ids(bench)
             log.info("routing: phase 1 and direct, %d requests per case", requests)
             one = _phase_one(contract, bench, reads, writes, requests)
             out: dict[str, Any] = {
@@ -286,7 +290,7 @@ def run_routing_bench(settings: Settings, requests: int = 300, workers: int = 4)
                 }
             out["phases"] = phases
         finally:
-            _tear_down(contract, bench)
+            tear_down(contract, bench)
     return out
 
 

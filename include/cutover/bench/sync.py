@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cutover.bench.routing import _tear_down, _user_ids
+from cutover.bench.routing import set_up_sample, tear_down, user_ids
 from cutover.bench.synthetic import bench_database
 from cutover.binlog.position import Position, current_position, is_mariadb
 from cutover.contract.model import Contract
@@ -236,21 +236,6 @@ def _lag(contract: Contract, bench: Settings, users: list[int], seconds: float) 
     }
 
 
-def _set_up(contract: Contract, bench: Settings, workers: int) -> None:
-    from cutover.backfill.driver import backfill
-    from cutover.prepare import prepare
-    from cutover.sample.generator import load_sample
-
-    log.info("sync: sample database %s (scale 1), prepared and backfilled under the table "
-             "prefix %r", bench.mysql.database, bench.table_prefix)  # fmt: skip
-    load_sample(bench, scale=1)
-    # the library calls, not cutover.stages: no report or evidence of the real contract
-    prepare(contract, bench)
-    manifest = backfill(contract, bench, workers=workers, fresh=True)
-    if not all(p["load"] is not None for p in manifest.get("partitions", [])):
-        raise SyncBenchFailed("the sync bench's backfill did not load every partition")
-
-
 def run_sync_bench(
     settings: Settings, changes: int = 20_000, lag_seconds: float = 20.0, workers: int = 4
 ) -> dict[str, Any]:
@@ -264,8 +249,8 @@ def run_sync_bench(
     with tempfile.TemporaryDirectory() as tmp:
         bench = sync_settings(settings, Path(tmp, "staging").as_uri())
         try:
-            _set_up(contract, bench, workers)
-            reads, writes = _user_ids(bench)
+            set_up_sample(contract, bench, workers, "sync", SyncBenchFailed)
+            reads, writes = user_ids(bench)
             users = sorted(reads + writes)
             conn = connect(bench.mysql)
             try:
@@ -286,7 +271,7 @@ def run_sync_bench(
             log.info("sync: lag at %.0f changes/s for %.0f s", LAG_RATE, lag_seconds)
             lag = _lag(contract, bench, users, lag_seconds)
         finally:
-            _tear_down(contract, bench)
+            tear_down(contract, bench)
     if not read:
         raise SyncBenchFailed("BinlogReader read no row change of the backlog")
     read_rate = read / read_seconds

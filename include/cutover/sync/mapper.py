@@ -195,17 +195,25 @@ def _tables_read(attr: Attribute, entity: Entity) -> dict[str, str]:
     return {alias or table: table}
 
 
+def _parsed_fragments(attr: Attribute, entity: Entity) -> list[exp.Expression | None]:
+    """The parsed tree of each of the attribute's fragments (None: it does not parse)."""
+    out: list[exp.Expression | None] = []
+    for use in attribute_fragments(attr, entity.source):
+        kind = "order_by" if "order_by" in use.rel else "expression"
+        try:
+            out.append(parse(use.sql, kind))
+        except FragmentError:
+            out.append(None)
+    return out
+
+
 def _subquery_tables(attr: Attribute, entity: Entity) -> set[str]:
     """Tables named inside the attribute's fragments (a subquery in a select column, a case
     or a condition): rows no equality with the outer row selects."""
     out: set[str] = set()
-    for use in attribute_fragments(attr, entity.source):
-        kind = "order_by" if "order_by" in use.rel else "expression"
-        try:
-            tree = parse(use.sql, kind)
-        except FragmentError:
-            continue
-        out.update(t.name for t in tree.find_all(exp.Table) if t.name)
+    for tree in _parsed_fragments(attr, entity):
+        if tree is not None:
+            out.update(t.name for t in tree.find_all(exp.Table) if t.name)
     return out
 
 
@@ -215,13 +223,8 @@ def _columns_read(attr: Attribute, entity: Entity, table: str,
     the table's name or an alias a subquery gives it, or unqualified (they may be the
     table's); None when a fragment reads every column (``*``) or cannot be parsed."""
     names: set[str] = set()
-    for use in attribute_fragments(attr, entity.source):
-        kind = "order_by" if "order_by" in use.rel else "expression"
-        try:
-            tree = parse(use.sql, kind)
-        except FragmentError:
-            return None
-        if any(True for _ in tree.find_all(exp.Star)):
+    for tree in _parsed_fragments(attr, entity):
+        if tree is None or any(True for _ in tree.find_all(exp.Star)):
             return None
         qualifiers = {qualifier.lower(), table.lower()}
         qualifiers.update(t.alias_or_name.lower() for t in tree.find_all(exp.Table)
