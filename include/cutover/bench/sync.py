@@ -28,7 +28,7 @@ from typing import Any
 
 from cutover.bench.routing import set_up_sample, tear_down, user_ids
 from cutover.bench.synthetic import bench_database
-from cutover.binlog.position import Position, current_position, is_mariadb
+from cutover.binlog.position import Position, current_position, gtid_seq, is_mariadb
 from cutover.contract.model import Contract
 from cutover.db import connect, query
 from cutover.errors import CutoverError
@@ -58,15 +58,6 @@ def sync_settings(settings: Settings, staging: str) -> Settings:
         table_prefix=settings.table_prefix + SYNC_PREFIX,
         staging=staging,
     )
-
-
-def gtid_seq(gtid: str | None, domain: str) -> int | None:
-    """The sequence number of ``domain`` in a MariaDB GTID or GTID state (``0-1-42``)."""
-    for part in (gtid or "").split(","):
-        fields = part.strip().split("-")
-        if len(fields) == 3 and fields[0] == domain and fields[2].isdigit():
-            return int(fields[2])
-    return None
 
 
 def _backlog(bench: Settings, users: list[int], changes: int) -> int:

@@ -54,6 +54,15 @@ def is_mariadb(conn: Any) -> bool:
     return "mariadb" in str(query(conn, "SELECT VERSION()")[0][0]).lower()
 
 
+def gtid_seq(gtid: str | None, domain: str) -> int | None:
+    """The sequence number of ``domain`` in a MariaDB GTID or GTID state (``0-1-42``)."""
+    for part in (gtid or "").split(","):
+        fields = part.strip().split("-")
+        if len(fields) == 3 and fields[0] == domain and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
 class NoBinlog(ServiceError):
     """The server writes no binlog (``log_bin`` off)."""
 

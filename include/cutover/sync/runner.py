@@ -30,6 +30,7 @@ from cutover.binlog.position import (
     binlog_sizes,
     bytes_between,
     current_position,
+    gtid_seq,
     is_mariadb,
 )
 from cutover.contract.model import Contract
@@ -75,20 +76,12 @@ class _Figures:
         return self.result.items / elapsed if elapsed > 0 else 0.0
 
 
-def _gtid_seq(gtid: str | None, domain: str) -> int | None:
-    for part in (gtid or "").split(","):
-        d, _, seq = part.strip().rpartition("-")
-        if d.split("-", 1)[0] == domain and seq.isdigit():
-            return int(seq)
-    return None
-
-
 def _events_between(start: Position, end: Position) -> int:
     """Transactions between two MariaDB GTID states (domain by domain); 0 without GTIDs."""
     total = 0
     for part in (end.gtid or "").split(","):
         domain = part.strip().split("-", 1)[0]
-        a, b = _gtid_seq(start.gtid, domain) or 0, _gtid_seq(end.gtid, domain) or 0
+        a, b = gtid_seq(start.gtid, domain) or 0, gtid_seq(end.gtid, domain) or 0
         total += max(b - a, 0)
     return total
 
