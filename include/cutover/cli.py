@@ -517,12 +517,14 @@ def _actor() -> str:
 
 def cmd_phase(args: argparse.Namespace) -> int:
     from cutover.contract.load import load_contract
+    from cutover.moves import phase_mover, unfence
     from cutover.phases.model import FLAGS, Phase
     from cutover.phases.transitions import GateRefused, advance, check_gate, rollback
     from cutover.stages import phase_store
 
     contract = load_contract(args.contract)
-    store = phase_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = phase_store(settings)
     if args.phase_command == "show":
         state = store.get(contract.name)
         print(
@@ -533,9 +535,16 @@ def cmd_phase(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.phase_command == "unfence":
+        state = unfence(contract, settings, actor=_actor(), reason=args.reason)
+        print(f"{contract.name}: at {state.phase.value} {state.phase.slug}, epoch "
+              f"{state.version}, no move in progress; writes are open")  # fmt: skip
+        return 0
+    mover = phase_mover(contract, settings, timeout_seconds=args.timeout)
     if args.phase_command == "rollback":
-        state = rollback(store, contract, reason=args.reason, actor=_actor())
-        print(f"{contract.name}: rolled back to {state.phase.value} {state.phase.slug}")
+        state = rollback(store, contract, reason=args.reason, actor=_actor(), move=mover)
+        print(f"{contract.name}: rolled back to {state.phase.value} {state.phase.slug} "
+              f"(writes fenced {state.fenced_seconds} s)")  # fmt: skip
         return 0
     target = Phase.parse(args.to) if args.to else Phase(store.get(contract.name).phase + 1)
     if not args.approved_by:
@@ -548,13 +557,15 @@ def cmd_phase(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     try:
-        state = advance(store, contract, target, approved_by=args.approved_by, actor=_actor())
+        state = advance(store, contract, target, approved_by=args.approved_by, actor=_actor(),
+                        move=mover)  # fmt: skip
     except GateRefused as exc:
         print(exc.decision.summary(), file=sys.stderr)
         return EXIT_FAILED
     print(
         f"{contract.name}: now at {state.phase.value} {state.phase.slug} "
-        f"(approved by {args.approved_by}) flags {FLAGS[state.phase].to_dict()}"
+        f"(approved by {args.approved_by}) flags {FLAGS[state.phase].to_dict()}; writes "
+        f"fenced {state.fenced_seconds} s"
     )
     return 0
 
@@ -747,7 +758,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contract")
     p.add_argument("--to", help="target phase (number or name); default: the next one")
     p.add_argument("--approved-by", help="record NAME as the approver (no approval step)")
+    p.add_argument("--timeout", type=_positive(float), default=60.0,
+                   help="seconds the move may wait for writers and the follower store "
+                   "(default 60); the phase stays when they run out")  # fmt: skip
     p = add("rollback", cmd_phase, "move one phase back; no gate, a reason is required", phase_sub)
+    p.add_argument("contract")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--timeout", type=_positive(float), default=60.0,
+                   help="seconds the move may wait for writers and the follower store "
+                   "(default 60)")  # fmt: skip
+    p = add("unfence", cmd_phase, "clear the fence a failed or killed phase move left: abort "
+            "the move in progress and open writes at the current phase", phase_sub)  # fmt: skip
     p.add_argument("contract")
     p.add_argument("--reason", required=True)
 

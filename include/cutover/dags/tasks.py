@@ -242,6 +242,7 @@ def check_evidence(contract_path: str) -> dict[str, Any]:
 def record_phase(
     contract_path: str, evidence: dict[str, Any], approval: dict[str, Any]
 ) -> dict[str, Any]:
+    from cutover.moves import phase_mover
     from cutover.phases.model import Phase
     from cutover.phases.transitions import advance
     from cutover.stages import phase_store
@@ -256,18 +257,24 @@ def record_phase(
         approved_by=approver,
         actor=f"airflow:{_context()['run_id']}",
         expected_version=evidence["version"],
+        move=phase_mover(contract, settings),
     )
     return state.to_dict()
 
 
 @terminal_fails_fast
 def rollback(contract_path: str) -> dict[str, Any]:
+    from cutover.moves import phase_mover
     from cutover.phases.transitions import rollback as roll_back
     from cutover.stages import phase_store
 
     contract, settings = _load(contract_path)
     reason = _context()["params"]["reason"]
     state = roll_back(
-        phase_store(settings), contract, reason=reason, actor=f"airflow:{_context()['run_id']}"
+        phase_store(settings),
+        contract,
+        reason=reason,
+        actor=f"airflow:{_context()['run_id']}",
+        move=phase_mover(contract, settings),
     )
     return state.to_dict()

@@ -31,11 +31,13 @@ class ConcurrentChange(TerminalError):
 class PhaseState:
     contract: str
     phase: Phase
-    version: int
+    version: int  # the epoch: every write through cutover carries it (cutover.phases.fence)
     updated_by: str
     updated_at: str
     evidence_run_id: str | None
     approved_by: str | None = None
+    moving_to: Phase | None = None  # set while a fenced move is in progress
+    fenced_seconds: float | None = None  # on the state a finished move returns
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,11 +50,22 @@ class PhaseState:
             "updated_at": self.updated_at,
             "evidence_run_id": self.evidence_run_id,
             "approved_by": self.approved_by,
+            "moving_to": self.moving_to.value if self.moving_to else None,
+            **({"fenced_seconds": self.fenced_seconds} if self.fenced_seconds is not None else {}),
         }
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _seconds_since(iso: str, now: str) -> float | None:
+    try:
+        return round(
+            (dt.datetime.fromisoformat(now) - dt.datetime.fromisoformat(iso)).total_seconds(), 3
+        )
+    except ValueError:
+        return None
 
 
 class PhaseStore:
@@ -70,6 +83,7 @@ class PhaseStore:
         ).get("Item")
         if item is None:
             return PhaseState(contract, Phase.MYSQL_ONLY, 0, "", "", None)
+        moving_to = item.get("moving_to", {}).get("N")
         return PhaseState(
             contract=contract,
             phase=Phase(int(item["phase"]["N"])),
@@ -78,6 +92,7 @@ class PhaseStore:
             updated_at=item["updated_at"]["S"],
             evidence_run_id=item.get("evidence_run_id", {}).get("S"),
             approved_by=item.get("approved_by", {}).get("S"),
+            moving_to=Phase(int(moving_to)) if moving_to is not None else None,
         )
 
     def history(self, contract: str) -> list[dict[str, Any]]:
@@ -104,35 +119,120 @@ class PhaseStore:
         reason: str | None = None,
     ) -> PhaseState:
         """Write ``target`` if the stored version is still ``current.version``, together with
-        a history entry, in one transaction; otherwise raise ``ConcurrentChange``."""
+        a history entry, in one transaction; otherwise raise ``ConcurrentChange``. Unfenced:
+        writers of the old phase may still land after it (``begin_move``/``finish_move``, as
+        ``cutover.phases.fence.fenced_move`` calls them, fence the change)."""
+        return self._write(
+            current, target, moving_to=None, actor=actor, kind=kind, target=target,
+            evidence=evidence, approved_by=approved_by, reason=reason,
+            doing=f"moving it to {target.slug}",
+        )  # fmt: skip
+
+    def begin_move(
+        self, current: PhaseState, target: Phase, *, actor: str, kind: str
+    ) -> PhaseState:
+        """Fence ``current`` for a move to ``target``: a new epoch (version + 1) with the
+        phase unchanged and ``moving_to`` set, so every write of the old epoch fails its
+        check from now on and writers wait for the move to end (``PhaseClient.wait_open``)."""
+        if current.moving_to is not None:
+            raise ConcurrentChange(
+                f"contract {current.contract!r} is already being moved to "
+                f"{current.moving_to.slug} (by {current.updated_by} at {current.updated_at}); "
+                "wait for that move to end, or if its mover died run `cutover phase unfence "
+                "CONTRACT --reason ...`"
+            )
+        return self._write(
+            current, current.phase, moving_to=target, actor=actor, kind="fence", target=target,
+            evidence={"move": kind}, approved_by=None, carry=current,
+            doing=f"fencing it for {target.slug}",
+        )  # fmt: skip
+
+    def finish_move(
+        self,
+        fenced: PhaseState,
+        target: Phase,
+        *,
+        actor: str,
+        kind: str,
+        evidence: dict[str, Any] | None = None,
+        approved_by: str | None = None,
+        reason: str | None = None,
+    ) -> PhaseState:
+        """End the move ``begin_move`` fenced: ``target`` at the next epoch, writes open."""
+        if fenced.moving_to != target:
+            fenced_for = fenced.moving_to.slug if fenced.moving_to else "no move"
+            raise TerminalError(
+                f"contract {fenced.contract!r} was fenced for {fenced_for}, not for "
+                f"{target.slug}: fence it with begin_move for {target.slug} first"
+            )
+        return self._write(
+            fenced, target, moving_to=None, actor=actor, kind=kind, target=target,
+            evidence=evidence, approved_by=approved_by, reason=reason,
+            doing=f"finishing its move to {target.slug}", fenced_since=fenced.updated_at,
+        )  # fmt: skip
+
+    def abort_move(self, fenced: PhaseState, *, actor: str, reason: str) -> PhaseState:
+        """Give up the move ``begin_move`` fenced: the phase stays, at the next epoch."""
+        target = fenced.moving_to or fenced.phase
+        return self._write(
+            fenced, fenced.phase, moving_to=None, actor=actor, kind="fence_aborted",
+            target=target, evidence=None, approved_by=None, reason=reason, carry=fenced,
+            doing=f"aborting its move to {target.slug}", fenced_since=fenced.updated_at,
+        )  # fmt: skip
+
+    def _write(
+        self,
+        current: PhaseState,
+        phase: Phase,
+        *,
+        moving_to: Phase | None,
+        actor: str,
+        kind: str,
+        target: Phase,
+        evidence: dict[str, Any] | None,
+        approved_by: str | None,
+        reason: str | None = None,
+        carry: PhaseState | None = None,
+        doing: str,
+        fenced_since: str | None = None,
+    ) -> PhaseState:
+        """Put the PHASE item (``phase`` at version + 1, ``moving_to`` set or gone) and a
+        history entry in one transaction, conditional on ``current.version``. ``carry``: the
+        state whose evidence run and approver the item keeps (the phase did not change)."""
         now = _now()
         new = PhaseState(
             contract=current.contract,
-            phase=target,
+            phase=phase,
             version=current.version + 1,
             updated_by=actor,
             updated_at=now,
-            evidence_run_id=(evidence or {}).get("run_id"),
-            approved_by=approved_by,
+            evidence_run_id=carry.evidence_run_id if carry else (evidence or {}).get("run_id"),
+            approved_by=carry.approved_by if carry else approved_by,
+            moving_to=moving_to,
+            fenced_seconds=_seconds_since(fenced_since, now) if fenced_since else None,
         )
         item: dict[str, Any] = {
             "contract": {"S": current.contract},
             "record": {"S": "PHASE"},
-            "phase": {"N": str(target.value)},
+            "phase": {"N": str(phase.value)},
             "version": {"N": str(new.version)},
             "updated_by": {"S": actor},
             "updated_at": {"S": now},
-            "flags": {"S": json.dumps(FLAGS[target].to_dict())},
+            "flags": {"S": json.dumps(FLAGS[phase].to_dict())},
         }
+        if moving_to is not None:
+            item["moving_to"] = {"N": str(moving_to.value)}
         if new.evidence_run_id:
             item["evidence_run_id"] = {"S": new.evidence_run_id}
-        if approved_by:
-            item["approved_by"] = {"S": approved_by}
+        if new.approved_by:
+            item["approved_by"] = {"S": new.approved_by}
         entry = {
             "at": now, "kind": kind, "from": current.phase.value, "to": target.value,
             "actor": actor, "approved_by": approved_by, "reason": reason,
             "evidence": evidence, "version": new.version,
         }  # fmt: skip
+        if new.fenced_seconds is not None:
+            entry["fenced_seconds"] = new.fenced_seconds
         if current.version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(#v)"}
         else:
@@ -157,9 +257,8 @@ class PhaseStore:
             if exc.response["Error"]["Code"] in ("TransactionCanceledException",
                                                  "ConditionalCheckFailedException"):  # fmt: skip
                 raise ConcurrentChange(
-                    f"contract {current.contract!r} changed while moving it to "
-                    f"{target.slug}: it is no longer at version {current.version}; "
-                    "run `cutover phase show` and decide again"
+                    f"contract {current.contract!r} changed while {doing}: it is no longer at "
+                    f"version {current.version}; run `cutover phase show` and decide again"
                 ) from None
             raise
         return new
