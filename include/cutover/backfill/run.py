@@ -34,10 +34,10 @@ from cutover.extract.stream import read_batches, select_list, stream_to_parquet
 from cutover.load.batch_writer import BatchWriter, LoadStats
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.load.rate_limit import RunRate, WriteCapacity, WriteCost, share_items_per_s
-from cutover.phases.guard import refuse_mysql_to_dynamodb
+from cutover.phases.guard import phase_epoch, refuse_mysql_to_dynamodb
 from cutover.progress import Progress
 from cutover.settings import Settings
-from cutover.transform.items import Item, ItemBuilder, Rejection
+from cutover.transform.items import Item, ItemBuilder, Rejection, item_version
 
 log = logging.getLogger("cutover.backfill")
 
@@ -320,6 +320,7 @@ class BackfillRun:
             self._check_partitions(doc, partitions)
             self._record_rate(doc, rate, rate_share, concurrency)
             return [Partition.from_dict(p) for p in doc["partitions"]]
+        epoch = phase_epoch(self.settings, self.contract.name)
         conn = connect(self.settings.mysql)
         try:
             position = snapshot_position(conn, self.contract.name)
@@ -333,6 +334,7 @@ class BackfillRun:
             "planned_at": dt.datetime.now(dt.UTC).isoformat(),
             "settings": self._planned_settings(partitions),
             "binlog_position": position,
+            "phase_epoch": epoch,
             "partitions": [p.to_dict() for p in planned],
             "rate": RunRate(rate, rate_share, max(1, min(concurrency, len(planned)))).to_dict(),
         }
@@ -419,8 +421,11 @@ class BackfillRun:
     def snapshot_version(self) -> int | None:
         """The ordinal of the binlog position the run's snapshot starts from (None without a
         binlog): the version of every item the run loads."""
-        position = self.plan_doc().get("binlog_position")
-        return None if position is None else Position.from_dict(position).ordinal
+        doc = self.plan_doc()
+        position = doc.get("binlog_position")
+        if position is None:
+            return None
+        return item_version(int(doc.get("phase_epoch") or 0), Position.from_dict(position).ordinal)
 
     def mark(self, step: str, pid: str, record: dict[str, Any]) -> dict[str, Any]:
         """Record that ``step`` of partition ``pid`` (or ``all``) is done, with its figures."""

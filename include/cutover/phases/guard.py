@@ -14,6 +14,18 @@ class PhaseRefused(TerminalError):
     """The contract's phase forbids the job: what it would write is authoritative now."""
 
 
+def phase_epoch(settings: Any, contract: str) -> int:
+    """The contract's phase epoch (0 before the control table or the first move)."""
+    from cutover.aws import dynamodb_client
+    from cutover.phases.store import PhaseStore
+
+    client = dynamodb_client(settings)
+    try:
+        return PhaseStore(client, settings.table_prefix).get(contract).version
+    except client.exceptions.ResourceNotFoundException:
+        return 0
+
+
 def mysql_to_dynamodb_refusal(settings: Any, contract: str, job: str) -> str | None:
     """Why ``job`` (a writer of DynamoDB from MySQL's rows) must not run now, or None: from
     phase 4 on DynamoDB is authoritative and MySQL follows it."""

@@ -22,8 +22,12 @@ _GUARD = "attribute_not_exists(#v) OR #v <= :v"
 
 
 class StaleWrite(TerminalError):
-    """DynamoDB holds a newer version of the item than the write carries, or (an update)
-    no item at all."""
+    """A conditional write found the item other than it was read (changed, made or gone);
+    ``failed``: the transaction's entries whose condition failed."""
+
+    def __init__(self, message: str, failed: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or []
 
 
 def key_av(table: Table, key: Mapping[str, str]) -> dict[str, AV]:
@@ -49,6 +53,16 @@ def _guard(version: int | None, must_exist: str | None = None) -> dict[str, Any]
     if values:
         out["ExpressionAttributeValues"] = values
     return out
+
+
+def read_condition(read: int | None, exists: bool) -> str:
+    """Optimistic concurrency: the item is as it was read (``#k`` the partition key, ``#v``
+    the version, ``:r`` the version read), or there is still no item."""
+    if not exists:
+        return "attribute_not_exists(#k)"
+    if read is None:
+        return "attribute_exists(#k) AND attribute_not_exists(#v)"
+    return "attribute_exists(#k) AND #v = :r"
 
 
 class DynamoStore:
@@ -145,17 +159,69 @@ class DynamoStore:
 
     def transact(self, operations: list[dict[str, Any]], outbox: dict[str, AV] | None) -> None:
         """Write ``operations`` (TransactWriteItems entries) and the outbox item atomically;
-        ``StaleWrite`` when a guard found a newer item."""
+        ``StaleWrite`` naming the entries whose condition failed."""
         items = list(operations)
         if outbox is not None:
             items.append({"Put": {"TableName": self.control, "Item": outbox}})
         reply = self.call("TransactWriteItems", {"TransactItems": items})
         if reply.error_code == "TransactionCanceledException":
             reasons = [r.get("Code") for r in reply.json().get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                raise StaleWrite("DynamoDB holds a newer version of the item; re-read and retry")
+            failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
+            if failed:
+                raise StaleWrite("an item changed since it was read; re-read and retry",
+                                 failed)  # fmt: skip
             raise TransientError(f"DynamoDB cancelled the transaction: {reasons}")
         self._ok(reply, "TransactWriteItems")
+
+    def update_attributes(self, table: Table, key: Mapping[str, str],
+                          values: Mapping[str, AV | None], read: int | None,
+                          version: int) -> bool:  # fmt: skip
+        """Set (or remove, for None) ``values`` on the item of ``key`` and stamp it
+        ``version``, if the item is still there at version ``read``; False otherwise."""
+        names = {"#v": VERSION_ATTRIBUTE, "#k": table.pk}
+        expr_values: dict[str, AV] = {":n": {"N": str(version)}}
+        sets, removes = ["#v = :n"], []
+        for i, (name, av) in enumerate(values.items()):
+            names[f"#a{i}"] = name
+            if av is None:
+                removes.append(f"#a{i}")
+            else:
+                sets.append(f"#a{i} = :a{i}")
+                expr_values[f":a{i}"] = av
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        condition = read_condition(read, exists=True)
+        body = {
+            "TableName": self.physical(table),
+            "Key": key_av(table, key),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                **expr_values,
+                **({":r": {"N": str(read)}} if read else {}),
+            },
+        }
+        reply = self.call("UpdateItem", body)
+        if reply.error_code == "ConditionalCheckFailedException":
+            return False
+        self._ok(reply, f"UpdateItem on {table.table}")
+        return True
+
+    def item_op(self, kind: str, table: Table, item_or_key: Mapping[str, Any],
+                read: int | None, exists: bool) -> dict[str, Any]:  # fmt: skip
+        """A TransactWriteItems ``Put`` (of an item) or ``Delete`` (of a key) conditioned on
+        what was read: the item at version ``read``, or (``exists`` False) no item."""
+        names = {"#k": table.pk, **({"#v": VERSION_ATTRIBUTE} if exists else {})}
+        entry: dict[str, Any] = {"TableName": self.physical(table),
+                                 "ConditionExpression": read_condition(read, exists),
+                                 "ExpressionAttributeNames": names}  # fmt: skip
+        if read is not None and exists:
+            entry["ExpressionAttributeValues"] = {":r": {"N": str(read)}}
+        if kind == "Put":
+            entry["Item"] = dict(item_or_key)
+        else:
+            entry["Key"] = key_av(table, item_or_key)
+        return {kind: entry}
 
     def put_op(self, table: Table, body: str, version: int | None,
                must_exist: bool = False) -> dict[str, Any]:  # fmt: skip

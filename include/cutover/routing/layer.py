@@ -1,15 +1,18 @@
 """The dual-database layer applications write and read through (the repository pattern of
 DESIGN.md). It follows the contract's phase, read from the phase store through
-``PhaseClient``:
+``PhaseClient``; every write carries the phase's epoch (``cutover.phases.fence``), so a
+write that meets a change of phase is carried out again in the new one:
 
-* phases 1-3 write MySQL only, in one transaction: DynamoDB follows from the binlog
-  (``cutover.sync``), so writers that bypass the layer are covered too;
-* phases 4-5 write DynamoDB first; in phase 4 MySQL's part is kept in an outbox item written
-  in the same TransactWriteItems, applied right after, and replayed when that failed
-  (`cutover outbox replay`, the reconcile DAG);
+* phases 1-3 write MySQL only, in one transaction that reads the fence row: DynamoDB
+  follows from the binlog (``cutover.sync``), so writers that bypass the layer are covered
+  too;
+* phases 4-5 write DynamoDB only, each item read, changed and written back on the
+  condition that it is still as read (optimistic concurrency) and that the epoch holds; in
+  phase 4 the same TransactWriteItems carries a change record MySQL follows
+  (``mysql_follower``: applied right after, replayed when that failed);
 * phase 3 compares DynamoDB's answer (as the sync keeps it) with MySQL's, phase 4 MySQL's
-  with DynamoDB's, off the request path; phases 3 and 4 fall back to the other store when
-  the primary fails.
+  with DynamoDB's, off the request path; phases 3 and 4 read from the other store when the
+  primary fails. Writes never fall back: only the authoritative store takes them.
 
 Items are derived from MySQL rows by the contract's view SELECT and the backfill's item
 builder, and compared in the validation's canonical form.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import threading
 import time
@@ -35,21 +39,32 @@ import pybreaker
 from cutover.aws import dynamodb_client
 from cutover.binlog.checkpoint import CheckpointStore
 from cutover.binlog.position import current_position
-from cutover.contract.model import Contract, Table, template_fields
+from cutover.contract.attribute_fragments import attribute_fragments
+from cutover.contract.model import Attribute, Contract, Table, template_fields
 from cutover.db import connect, query
 from cutover.errors import CutoverError, ServiceError, TerminalError, TransientError
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.phases.client import PhaseClient
+from cutover.phases.fence import EpochMoved, dynamo_condition, ensure_fence, mysql_fence
 from cutover.phases.model import Phase
+from cutover.phases.store import PhaseState
 from cutover.routing import mysql_store
 from cutover.routing.changes import Change, VersionClock, apply, select_rows
 from cutover.routing.dynamo_store import DynamoStore, StaleWrite
 from cutover.routing.entities import Entities, Entity, RoutingError
+from cutover.routing.mysql_follower import MySQLFollower, Refused, derived_attributes
 from cutover.routing.mysql_store import Deriver, Refresh
 from cutover.routing.stats import RoutingStats
 from cutover.settings import Settings
-from cutover.transform.attribute_values import convert
-from cutover.transform.items import VERSION_ATTRIBUTE, Item, version_number
+from cutover.transform.attribute_values import BadValue
+from cutover.transform.items import (
+    VERSION_ATTRIBUTE,
+    Item,
+    Rejection,
+    attribute_value,
+    item_version,
+    version_number,
+)
 from cutover.validate.canonical import EntityClassifier, canonical_item, differences, key_text
 
 log = logging.getLogger("cutover.routing")
@@ -61,10 +76,23 @@ MYSQL, DYNAMODB = "mysql", "dynamodb"
 # a deadlock or a lock wait timeout rolls the whole transaction back: run it again
 _RETRY_CODES = (1213, 1205)
 DEADLOCK_RETRIES = 3
+# a write that meets a change of phase is carried out again in the new phase this often
+FENCE_ATTEMPTS = 4
+# phases 4-5: a write whose items changed since it read them reads them again this often
+OCC_ATTEMPTS = 8
+MAX_TRANSACTION_ITEMS = 98  # DynamoDB's 100, less the epoch check and the change record
 
 
 class StoreUnavailable(ServiceError, TransientError):
     """A store failed or its circuit breaker is open."""
+
+
+class DerivedRefused(RoutingError):
+    """Phase 5: the write would change attributes the contract derives with MySQL."""
+
+
+class ConcurrentWrites(ServiceError, TransientError):
+    """Phases 4-5: the items kept changing between read and write."""
 
 
 class NotFound(RoutingError):
@@ -75,7 +103,7 @@ class NotFound(RoutingError):
 # Errors that say the request or the data is wrong, not that the store is down: they fail
 # the request but never open a breaker.
 _NOT_A_STORE_FAILURE = (TerminalError, MySQLdb.IntegrityError, MySQLdb.DataError,
-                        MySQLdb.ProgrammingError)  # fmt: skip
+                        MySQLdb.ProgrammingError, EpochMoved, Refused)  # fmt: skip
 
 
 @dataclass
@@ -84,14 +112,6 @@ class WriteResult:
     items: list[dict[str, Any]] = field(default_factory=list)  # the items this write set
     outboxed: int = 0  # phase 4: MySQL's part kept in DynamoDB's outbox for replay
     keys: dict[str, Any] = field(default_factory=dict)  # source keys assigned (AUTO_INCREMENT)
-
-
-@dataclass
-class _Sent:
-    """The outbox record of a phase-4 transaction once it was sent (its outcome unknown
-    until DynamoDB answers)."""
-
-    record: str | None = None
 
 
 @dataclass
@@ -176,6 +196,8 @@ class DualDatabase:
         self._shadow = ThreadPoolExecutor(shadow_workers, thread_name_prefix="cutover-shadow")
         self._shadow_count = 0
         self._applied_ready = False
+        self._fence_ready = False
+        self.follower = MySQLFollower(self)
         self._evidence: Any = None
         self.versioned_tables = {
             e.source_table: e.version_column for e in self.entities if e.version_column
@@ -242,13 +264,21 @@ class DualDatabase:
     def _dynamodb(self, fn: Callable[[], T]) -> T:
         return self._guard(DYNAMODB, fn)
 
+    def mysql_call(self, fn: Callable[[], T]) -> T:
+        """``fn`` on this thread's MySQL connection, behind MySQL's circuit breaker."""
+        return self._mysql(fn)
+
+    def dynamodb_call(self, fn: Callable[[], T]) -> T:
+        """``fn`` behind DynamoDB's circuit breaker."""
+        return self._dynamodb(fn)
+
     def _guard(self, store: str, fn: Callable[[], T]) -> T:
         try:
             return self.breakers.by_store[store].call(fn)
         except pybreaker.CircuitBreakerError:
             raise StoreUnavailable(f"{store} circuit breaker is open") from None
         except TransientError as exc:
-            if isinstance(exc, StoreUnavailable):
+            if isinstance(exc, StoreUnavailable | EpochMoved | ConcurrentWrites):
                 raise
             raise StoreUnavailable(f"{store}: {exc}") from None
 
@@ -283,7 +313,9 @@ class DualDatabase:
         return self.write([Change(e.source_table, "delete", dict(key))])
 
     def write(self, changes: list[Change]) -> WriteResult:
-        """Apply ``changes`` (rows of any table the contract reads) as one unit."""
+        """Apply ``changes`` (rows of any table the contract reads) as one unit, in the
+        contract's current phase. A write that meets a change of phase (its epoch ended) is
+        carried out again in the new phase: the caller sees a pause, not an error."""
         known = self.entities.source_tables()
         for c in changes:
             if c.table not in known:
@@ -293,69 +325,54 @@ class DualDatabase:
                 )
             if c.op != "put" and not c.key:
                 raise RoutingError(f"a {c.op} on {c.table} needs the row's key")
-        phase = self.phase()
+        state = self.phases.state(self.contract.name)
+        for _ in range(FENCE_ATTEMPTS):
+            if state.moving_to is not None:
+                state = self.phases.wait_open(self.contract.name)
+            try:
+                return self._write_in(state, changes)
+            except EpochMoved:
+                self.stats.fenced(state.phase)
+                state = self.phases.wait_open(self.contract.name)
+        raise StoreUnavailable(f"{self.contract.name}: the phase changed {FENCE_ATTEMPTS} times "
+                               "during one write")  # fmt: skip
+
+    def _write_in(self, state: PhaseState, changes: list[Change]) -> WriteResult:
+        phase, epoch = state.phase, state.version
         result = WriteResult(int(phase))
-        op = "write"
         if phase <= Phase.DUAL_READ_MYSQL_PRIMARY:
             # MySQL only; its binlog carries the change to DynamoDB, and the version column
             # is left to MySQL (the items' version is the binlog position)
             self._timed(
-                phase, MYSQL, op, lambda: self._mysql(lambda: self._mysql_apply(changes, result))
+                phase,
+                MYSQL,
+                "write",
+                lambda: self._mysql(lambda: self._mysql_apply(changes, result, epoch)),
             )
             return result
         changes = self._versioned(changes)
-        if phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
-            sent = _Sent()
-            try:
-                record = self._timed(
-                    phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, True, sent)
-                )
-            except StoreUnavailable:
-                # fallbackEnabled: with DynamoDB down, MySQL takes the write. A transaction
-                # that was sent has an unknown outcome (DynamoDB may have applied it and the
-                # answer been lost): MySQL notes its outbox entry as applied, so replay
-                # removes that entry instead of applying it again, and the refreshes bring
-                # the items to MySQL's rows either way.
-                self.stats.fallback(phase)
-                result.items.clear()
-                self._fallback(phase, changes, result, applied=sent.record)
-                return result
-            self._second(phase, result, lambda: self.apply_to_mysql(changes, record, result))
+        dual = phase == Phase.DUAL_READ_DYNAMODB_PRIMARY
+        record, versions = self._timed(
+            phase, DYNAMODB, "write", lambda: self._dynamo_write(changes, result, epoch, dual)
+        )  # fmt: skip
+        if dual:
+            self._second(phase, result, lambda: self.follower.apply(record, changes, versions))
         else:
-            self._timed(phase, DYNAMODB, op, lambda: self._dynamo_first(changes, result, False))
             self.stats.write(phase, failed=False)
         return result
 
-    def _fallback(self, phase: Phase, changes: list[Change], result: WriteResult,
-                  applied: str | None) -> None:  # fmt: skip
-        """Phase 4 with DynamoDB down: MySQL's transaction (noting DynamoDB's outbox entry
-        ``applied`` of the same changes, if one was sent), then each item it touches
-        refreshed in DynamoDB from MySQL's rows. Nothing keeps a refresh that fails: the
-        write stands in MySQL and counts as a failed second write (``dual_writes``)."""
-        refreshes = self._timed(
-            phase, MYSQL, "write",
-            lambda: self._mysql(lambda: self._mysql_fallback(changes, result, applied)),
-        )  # fmt: skip
-        try:
-            self._timed(phase, DYNAMODB, "write_second",
-                        lambda: self._refresh_each(refreshes, result))  # fmt: skip
-            self.stats.write(phase, failed=False)
-        except (StoreUnavailable, CutoverError) as exc:
-            log.warning("a fallback write is in MySQL only; DynamoDB did not take its items: "
-                        "%s", exc)  # fmt: skip
-            self.stats.write(phase, failed=True)
-
     def _versioned(self, changes: list[Change]) -> list[Change]:
+        """The changes with the contract's version column (MySQL's data) set to now."""
         version = self.clock.next()
         out = []
         for c in changes:
             column = self.versioned_tables.get(c.table)
-            if column:
+            if column and c.op != "delete":
                 c = replace(c, values={**c.values, column: version})
             out.append(c)
         return out
 
-    def _second(self, phase: Phase, result: WriteResult, fn: Callable[[], None]) -> None:
+    def _second(self, phase: Phase, result: WriteResult, fn: Callable[[], object]) -> None:
         """Phase 4's MySQL part: on failure DynamoDB's outbox keeps it and the request
         stands."""
         try:
@@ -366,52 +383,23 @@ class DualDatabase:
             result.outboxed += 1
             self.stats.write(phase, failed=True)
 
-    # phases 1-3 (and phase 4's fallback): MySQL
+    # phases 1-3: MySQL
 
-    def _mysql_apply(self, changes: list[Change], result: WriteResult) -> None:
+    def _mysql_apply(self, changes: list[Change], result: WriteResult, epoch: int) -> None:
+        self._ensure_fence(epoch)
         with self.transaction() as cur:
-            self._apply_all(cur, changes, result, dual=False, guard=False)
+            mysql_fence(cur, self.contract.name, epoch)
+            for change in changes:
+                apply(cur, change, self.versioned_tables.get(change.table), guard=False)
+                if change.op == "put" and not change.key:
+                    key = self._assigned_key(cur, change)
+                    result.keys.setdefault(change.table, []).append(key)
 
-    def _mysql_fallback(self, changes: list[Change], result: WriteResult,
-                        applied: str | None) -> list[Refresh]:  # fmt: skip
-        if applied:
-            self.ensure_applied_table()
-        with self.transaction() as cur:
-            refreshes = self._apply_all(cur, changes, result, dual=True, guard=False)
-            if applied:
-                mysql_store.note_applied(cur, self.contract.name, applied)
-        return refreshes
-
-    def _apply_all(
-        self, cur: Any, changes: list[Change], result: WriteResult, *, dual: bool, guard: bool
-    ) -> list[Refresh]:
-        """Apply the row changes in the caller's transaction; with ``dual``, the items they
-        touch (read before and after each change)."""
-        refreshes: list[Refresh] = []
-        for change in changes:
-            before = select_rows(cur, change.table, change.key) if change.key and dual else []
-            apply(cur, change, self.versioned_tables.get(change.table), guard=guard)
-            key = dict(change.key)
-            if change.op == "put" and not key:
-                key = self._assigned_key(cur, change)
-                result.keys.setdefault(change.table, []).append(key)
-            if dual:
-                after = select_rows(cur, change.table, key) if change.op != "delete" else []
-                gone = change.op == "delete"  # even a row MySQL lacked: DynamoDB may hold it
-                refreshes.extend(self._refreshes(cur, change, key, before, after, gone=gone))
-        return _unique(refreshes)
-
-    def _rederive(self, cur: Any, changes: list[Change]) -> list[Refresh]:
-        """The refreshes of changes MySQL already has, from their rows as they are now; a row
-        gone since has the item its change names deleted (unless DynamoDB holds a newer
-        version of it)."""
-        refreshes: list[Refresh] = []
-        for change in changes:
-            if change.key:
-                now = select_rows(cur, change.table, change.key)
-                refreshes.extend(self._refreshes(cur, change, dict(change.key), [], now,
-                                                 gone=True))  # fmt: skip
-        return _unique(refreshes)
+    def _ensure_fence(self, epoch: int) -> None:
+        if not self._fence_ready:
+            with self.transaction() as cur:
+                ensure_fence(cur, self.contract.name, epoch)
+            self._fence_ready = True
 
     def _assigned_key(self, cur: Any, change: Change) -> dict[str, Any]:
         entities = self.entities.of_table(change.table)
@@ -420,23 +408,18 @@ class DualDatabase:
             raise RoutingError(f"a put on {change.table} must carry its key {columns}")
         return {columns[0]: int(cur.lastrowid)}
 
-    def _refreshes(
+    def refreshes_of(
         self, cur: Any, change: Change, key: dict[str, Any], before: list[dict],
-        after: list[dict], *, gone: bool = False,
+        after: list[dict],
     ) -> list[Refresh]:  # fmt: skip
-        """The items ``change`` touches; with ``gone``, a row MySQL does not hold (before or
-        after) still names the item its change's own columns key, to delete."""
-        version = version_number(change.values.get(self.versioned_tables.get(change.table, "")))
+        """The items ``change`` touches (read in the caller's transaction, with the row as it
+        was ``before`` and is ``after``): the row's own items and the items of other rows
+        that read it through a join or an aggregate."""
         out: list[Refresh] = []
         for entity in self.entities.of_table(change.table):
-            before_key = None
-            named = before[0] if before else change.row() if gone and not after else None
-            if named is not None:
-                with suppress(RoutingError):  # a key the row alone cannot give
-                    before_key = entity.item_key(named)
             source_key = {k: (after or before or [key])[0].get(k, key.get(k))
                           for k in entity.source_key}  # fmt: skip
-            out.append(Refresh(entity.name, source_key, before_key, version))
+            out.append(Refresh(entity.name, source_key))
         for dep in self.entities.dependents(change.table):
             where: dict[str, set[Any]] = {}
             for mine, theirs in dep.pairs:
@@ -447,132 +430,83 @@ class DualDatabase:
                 rows = select_rows(cur, dep.entity.source_table, {mine: sorted(values, key=str)})
                 for row in rows:
                     skey = {k: row[k] for k in dep.entity.source_key}
-                    out.append(Refresh(dep.entity.name, skey, None, None))
-        return out
+                    out.append(Refresh(dep.entity.name, skey))
+        return _unique(out)
 
-    def _refresh_each(self, refreshes: list[Refresh], result: WriteResult) -> None:
-        """Bring each item up to date from MySQL, under its row's lock."""
-        for refresh in refreshes:
-            result.items.extend(self._mysql(lambda r=refresh: self.refresh(r)))
+    # phases 4-5: DynamoDB, authoritative
 
-    def refresh(self, refresh: Refresh) -> list[dict[str, Any]]:
-        entity = self.entities.get(refresh.entity)
-        written: list[dict[str, Any]] = []
-        with self.transaction() as cur:
-            exists = mysql_store.lock_row(cur, entity, refresh.source_key)
-            where = {k: [v] for k, v in refresh.source_key.items()}
-            built = self.deriver.derive(cur, entity, where) if exists else []
-            item = next((b for b in built if isinstance(b, Item)), None)
-            new_key = None if item is None else self._key_of(entity.table, item)
-            if item is not None and self._shares_key(cur, entity, refresh.source_key):
-                # two rows make this item: the backfill quarantines both (duplicate_key), so
-                # the layer writes neither and takes away what one of them wrote
-                log.warning("%s %s shares its item key %s with another row (duplicate_key)",
-                            entity.name, refresh.source_key, new_key)  # fmt: skip
-                bad_key = new_key
-                self._dynamodb(lambda: self.dynamo.delete(entity.table, bad_key, None))
-                written.append({"at": time.time(), "table": entity.table.table,
-                                "op": "delete", "key": bad_key})  # fmt: skip
-            elif item is not None:
-                stored = self._dynamodb(
-                    lambda: self.dynamo.put(entity.table, item.body, item.version)
-                )
-                if stored:  # else DynamoDB holds a newer version, written (and logged) since
-                    written.append({"at": time.time(), "table": entity.table.table, "op": "put",
-                                    "key": new_key, "item": json.loads(item.body)})  # fmt: skip
-            elif built:
-                log.warning(
-                    "%s %s cannot become an item: %s",
-                    entity.name,
-                    refresh.source_key,
-                    built[0].detail,
-                )  # type: ignore[union-attr]
-            if refresh.before_key and refresh.before_key != new_key:
-                bk = refresh.before_key
-                self._dynamodb(lambda: self.dynamo.delete(entity.table, bk, refresh.version))
-                written.append(
-                    {"at": time.time(), "table": entity.table.table, "op": "delete", "key": bk}
-                )
-        return written
-
-    def _shares_key(self, cur: Any, entity: Entity, source_key: Mapping[str, Any]) -> bool:
-        """Whether another row of the entity has the same item-key columns."""
-        try:
-            columns = list(entity.key_columns().values())
-        except RoutingError:
-            return False
-        if sorted(columns) == sorted(entity.source_key):
-            return False  # the item key is the row's own key
-        return mysql_store.shares_key(cur, entity, columns, source_key)
-
-    @staticmethod
-    def _key_of(table: Table, item: Item) -> dict[str, str]:
-        key = {table.pk: item.pk}
-        if table.sk:
-            key[table.sk] = item.sk or ""
-        return key
-
-    # phases 4-5: DynamoDB first
-
-    def _dynamo_first(self, changes: list[Change], result: WriteResult, dual: bool,
-                      sent: _Sent | None = None) -> str | None:  # fmt: skip
-        ops: list[dict[str, Any]] = []
-        for change in changes:
-            for entity in self.entities.of_table(change.table):
-                ops.extend(self._item_ops(entity, change, result, dual))
-        version = version_number(self.clock.next()) or 0
-        record = None
-        outbox = None
-        if dual:
-            payload = {"changes": [c.to_json() for c in changes]}
-            outbox = self.dynamo.outbox_item(self.contract.name, version, payload)
-            record = outbox["record"]["S"]
-        first = len(result.items) - len(ops)
-
-        def transact(chunk: list[dict[str, Any]], outbox: dict[str, AV] | None) -> None:
-            if sent is not None and record:
-                sent.record = record  # from here on, DynamoDB may have applied it
-            self.dynamo.transact(chunk, outbox)
-
-        if ops or outbox:
+    def _dynamo_write(self, changes: list[Change], result: WriteResult, epoch: int,
+                      dual: bool) -> tuple[str | None, dict[int, list[Any]]]:  # fmt: skip
+        """Each item read from DynamoDB, the change applied to it, and all written in one
+        TransactWriteItems conditioned on the versions read and on the phase's epoch (with
+        phase 4's change record for MySQL); read again and retried when an item changed
+        meanwhile. Returns the record and, per change, its item (table and key) and the
+        version the item got: MySQL's follower orders the row's changes by it."""
+        for attempt in range(OCC_ATTEMPTS):
+            del result.items[:]
+            ops: list[dict[str, Any]] = []
+            versions: dict[int, list[Any]] = {}
+            for i, change in enumerate(changes):
+                for n, entity in enumerate(self.entities.of_table(change.table)):
+                    version = self._item_ops(entity, change, result, epoch, dual, ops)
+                    if n == 0:  # the row, as the item it makes now
+                        ident = {"table": entity.table.table, "key": result.items[-1]["key"]}
+                        versions[i] = [json.dumps(ident, sort_keys=True), version]
+            if len(ops) > MAX_TRANSACTION_ITEMS:
+                raise RoutingError(f"one write changes {len(ops)} items; DynamoDB takes at "
+                                   f"most {MAX_TRANSACTION_ITEMS} in a transaction")  # fmt: skip
+            ops.append(dynamo_condition(self.settings.table_prefix, self.contract.name, epoch))
+            record, outbox = None, None
+            if dual:
+                payload = {"changes": [c.to_json() for c in changes], "versions": versions}
+                latest = max((v for _, v in versions.values()), default=0)
+                outbox = self.dynamo.outbox_item(self.contract.name, latest, payload)
+                record = outbox["record"]["S"]
             try:
-                for start in range(0, max(len(ops), 1), 99):
-                    chunk = ops[start : start + 99]
-                    self._dynamodb(lambda c=chunk, o=outbox if start == 0 else None:
-                                   transact(c, o))  # fmt: skip
-            except StaleWrite:
-                self._raise_if_gone(result.items[first:])
-                raise
-        for entry in result.items[first:]:
-            entry["at"] = time.time()
-        return record
+                self._dynamodb(lambda p=ops, o=outbox: self.dynamo.transact(p, o))
+            except StaleWrite as exc:
+                if len(ops) - 1 in exc.failed:
+                    raise EpochMoved(f"{self.contract.name}: the phase changed") from None
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                continue
+            now = time.time()
+            for entry in result.items:
+                entry["at"] = now
+            return record, versions
+        raise ConcurrentWrites(f"{self.contract.name}: the items of this write changed under it "
+                               f"{OCC_ATTEMPTS} times; try again")  # fmt: skip
 
-    def _raise_if_gone(self, entries: list[dict[str, Any]]) -> None:
-        """``NotFound`` naming the first updated item DynamoDB does not hold."""
-        for entry in entries:
-            if entry.get("update"):
-                table = self.contract.table(entry["table"])
-                if self._dynamodb(lambda t=table, k=entry["key"]: self.dynamo.get(t, k)) is None:
-                    raise NotFound(f"no {entry['table']} item {entry['key']} to update: it "
-                                   "does not exist, or it was deleted")  # fmt: skip
-
-    def _item_ops(
-        self, entity: Entity, change: Change, result: WriteResult, dual: bool
-    ) -> list[dict[str, Any]]:
+    def _item_ops(self, entity: Entity, change: Change, result: WriteResult, epoch: int,
+                  dual: bool, ops: list[dict[str, Any]]) -> int:  # fmt: skip
+        """Append the operations that apply ``change`` to ``entity``'s item, conditioned on
+        the item as read now; the version the item gets."""
         table = entity.table
-        row = change.row()
-        version = version_number(row.get(entity.version_column)) if entity.version_column else None
+        key = (entity.item_key(change.row()) if change.op == "put"
+               else self._item_key_for(entity, change, dual))  # fmt: skip
+        current = self._dynamodb(lambda: self.dynamo.get(table, key))
+        read = None if current is None else version_number(
+            (current.get(VERSION_ATTRIBUTE) or {}).get("N"))  # fmt: skip
+        version = max((read or 0) + 1, item_version(epoch, _micros()))
+        exists = current is not None
         if change.op == "delete":
-            key = self._item_key_for(entity, change, dual)
+            ops.append(self.dynamo.item_op("Delete", table, key, read, exists))
             result.items.append({"table": table.table, "op": "delete", "key": key})
-            return [self.dynamo.delete_op(table, key, version)]
-        item_av = self._new_item(entity, change, dual)
-        body = json.dumps(item_av, ensure_ascii=False, separators=(",", ":"))
-        key = {k: _text(item_av[k]) for k in (table.pk, table.sk) if k}
-        result.items.append({"table": table.table, "op": "put", "key": key, "item": item_av,
+            return version
+        if change.op == "update" and current is None:
+            raise NotFound(f"no {entity.name} item {key} to update: it does not exist, or it "
+                           "was deleted")  # fmt: skip
+        item = self._new_item(entity, change, current, key, dual)
+        item[VERSION_ATTRIBUTE] = {"N": str(version)}
+        new_key = {k: _text(item[k]) for k in (table.pk, table.sk) if k}
+        if new_key != key and exists:  # the update moved the item's key
+            ops.append(self.dynamo.item_op("Delete", table, key, read, exists))
+            result.items.append({"table": table.table, "op": "delete", "key": key})
+            ops.append(self.dynamo.item_op("Put", table, item, None, False))
+        else:
+            ops.append(self.dynamo.item_op("Put", table, item, read, exists))
+        result.items.append({"table": table.table, "op": "put", "key": new_key, "item": item,
                              "update": change.op == "update"})  # fmt: skip
-        # an update changes an item that exists: one deleted meanwhile stays deleted
-        return [self.dynamo.put_op(table, body, version, must_exist=change.op == "update")]
+        return version
 
     def _item_key_for(self, entity: Entity, change: Change, dual: bool) -> dict[str, str]:
         row = change.row()
@@ -583,84 +517,120 @@ class DualDatabase:
                 raise
         rows = self._mysql(lambda: self._select(change.table, change.key))
         if not rows:
-            raise RoutingError(f"no {change.table} row {change.key} to change")
+            raise NotFound(f"no {change.table} row {change.key} to change")
         return entity.item_key({**rows[0], **row})
 
     def _select(self, table: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
         with self.transaction() as cur:
             return select_rows(cur, table, key)
 
-    def _new_item(self, entity: Entity, change: Change, dual: bool) -> dict[str, AV]:
-        """The item after ``change``: in phase 4 the view SELECT over the new row (MySQL read
-        only); when MySQL cannot answer, or in phase 5, the stored item with the row's plain
-        columns, keys and version laid over it."""
-        if dual:
-            try:
-                built = self._mysql(lambda: self._preview(entity, change))
-                if isinstance(built, Item):
-                    return json.loads(built.body)
-                raise RoutingError(f"{entity.name} row {change.key} cannot become an item: "
-                                   f"{built.reason}: {built.detail}")  # fmt: skip
-            except StoreUnavailable:
-                pass
+    def _new_item(self, entity: Entity, change: Change, current: dict[str, AV] | None,
+                  key: dict[str, str], dual: bool) -> dict[str, AV]:  # fmt: skip
+        """The item after ``change``: DynamoDB's current item with the row's plain columns
+        laid over it (a put starts from nothing). Derived attributes (joins, aggregates,
+        expressions) the change feeds are computed by the view SELECT in phase 4 (MySQL
+        only evaluates them; columns the item does not keep come from MySQL's row); in
+        phase 5 such a write is refused."""
         row = change.row()
-        if change.op == "update" and not _has_all(row, entity.key_columns().values()):
-            raise RoutingError(f"{entity.name}: without MySQL an update must carry the item's "
-                               f"key columns {sorted(entity.key_columns().values())}")  # fmt: skip
-        key = entity.item_key(row)
-        current = self._dynamodb(lambda: self.dynamo.get(entity.table, key))
-        if current is None and change.op == "update":
-            raise NotFound(f"no {entity.name} item {key} to update: it does not exist, or it "
-                           "was deleted")  # fmt: skip
-        return self._overlay(entity, current or {}, row, key)
+        item = self._overlay(entity, {} if change.op == "put" or current is None else current,
+                             row, key)  # fmt: skip
+        fed = self._fed(entity, change)
+        if not fed:
+            return item
+        if not dual:
+            raise DerivedRefused(
+                f"{entity.name}: in phase 5 this {change.op} would change "
+                f"{', '.join(sorted(fed))}, which the contract derives with MySQL (a join, an "
+                "aggregate or an expression); write those rows before phase 5, or move the "
+                "derivation into the application"
+            )
+        try:
+            built = self._mysql(lambda: self._preview(entity, change, current))
+        except StoreUnavailable:
+            # MySQL follows: its follower derives them once MySQL has the change
+            log.info("%s %s: derived attributes left to the follower (MySQL unavailable)",
+                     entity.name, key)  # fmt: skip
+            return item
+        if built is None:
+            return item
+        if not isinstance(built, Item):
+            raise RoutingError(f"{entity.name} row {change.key} cannot become an item: "
+                               f"{built.reason}: {built.detail}")  # fmt: skip
+        body = json.loads(built.body)
+        for name in derived_attributes(entity):
+            if name in body:
+                item[name] = body[name]
+            else:
+                item.pop(name, None)
+        return item
 
-    def _preview(self, entity: Entity, change: Change) -> Any:
+    def _fed(self, entity: Entity, change: Change) -> set[str]:
+        """The derived attributes of ``entity``'s item (and, for phase 5's refusal, of items
+        that read ``change``'s table) whose values the change may alter."""
+        names = set(derived_attributes(entity))
+        if change.op == "put":
+            fed = set(names)
+        else:
+            fed = set()
+            changed = set(change.values)
+            for attr in entity.source.attributes:
+                if attr.name not in names:
+                    continue
+                columns = ([attr.source_column] if isinstance(attr.source_column, str)
+                           else list(attr.source_column or []))  # fmt: skip
+                if changed & set(columns):
+                    fed.add(attr.name)
+        for dep in self.entities.dependents(change.table):
+            if dep.entity.source_table == change.table:
+                continue
+            for attr in dep.entity.source.attributes:
+                if attr.name in derived_attributes(dep.entity) and _reads(
+                    attr, dep.entity, change.table, None if change.op != "update"
+                    else set(change.values)):  # fmt: skip
+                    fed.add(f"{dep.entity.name}.{attr.name}")
+        return fed
+
+    def _preview(self, entity: Entity, change: Change,
+                 current: dict[str, AV] | None) -> Item | Rejection | None:  # fmt: skip
+        """The item the view SELECT makes of the row as DynamoDB holds it with the change
+        applied (None when MySQL lacks the row an update needs for the columns the item does
+        not keep)."""
         with self.transaction() as cur:
-            row = change.row()
-            if change.op == "update":
-                stored = select_rows(cur, change.table, change.key)
-                if not stored:
-                    raise NotFound(f"no {change.table} row {change.key} to update")
-                row = {**stored[0], **row}
+            stored = select_rows(cur, change.table, change.key) if change.key else []
+            if change.op == "update" and not stored:
+                return None
+            kept = {} if current is None else {
+                col: python_value(current[attr]) for attr, col in entity.plain.items()
+                if attr in current
+            }  # fmt: skip
+            row = {**(stored[0] if stored else {}), **kept, **change.row()}
             return self.deriver.preview(cur, entity, row)
 
     def _overlay(self, entity: Entity, current: dict[str, AV], row: Mapping[str, Any],
                  key: Mapping[str, str]) -> dict[str, AV]:  # fmt: skip
         item = dict(current)
         types = {a.name: a.type for a in entity.source.attributes}
-        for attr, column in entity.plain.items():
-            if column in row:
-                av = convert(types[attr], row[column]) if row[column] is not None else None
-                if av is None:
-                    item.pop(attr, None)
-                else:
-                    item[attr] = av
+        plain = entity.plain
+        for attr in entity.source.attributes:
+            column = plain.get(attr.name)
+            if column is None or (column not in row and current):
+                continue  # a put (no current item) gives every column: one it lacks is NULL
+            try:
+                av = attribute_value(attr, row.get(column))
+            except BadValue as exc:
+                raise RoutingError(
+                    f"{entity.name}: column {entity.source_table}.{column} "
+                    f"cannot be attribute {attr.name!r}: {exc.detail}"
+                ) from None
+            if av is None:
+                item.pop(attr.name, None)
+            else:
+                item[attr.name] = av
         for name, text in key.items():
             item[name] = {"N": text} if types.get(name) == "N" else {"S": text}
         if entity.version_column and row.get(entity.version_column) is not None:
             item[VERSION_ATTRIBUTE] = {"N": str(version_number(row[entity.version_column]))}
         return item
-
-    def apply_to_mysql(self, changes: list[Change], record: str | None,
-                            result: WriteResult) -> None:  # fmt: skip
-        """Phase 4's second store: the row changes (guarded by version) with a note that MySQL
-        has outbox entry ``record``, then the items they touch refreshed from MySQL, then the
-        entry removed. An entry MySQL has already (its removal failed, or a fallback write
-        took its changes when the transaction's answer was lost) is not applied again: the
-        items its changes touch are derived from the rows as they are."""
-        refreshes = self._mysql(lambda: self._apply_guarded(changes, record, result))
-        self._refresh_each(refreshes, result)
-        if record:
-            self._dynamodb(lambda: self.dynamo.outbox_done(self.contract.name, record))
-
-    def _apply_guarded(self, changes: list[Change], record: str | None,
-                       result: WriteResult) -> list[Refresh]:  # fmt: skip
-        if record:
-            self.ensure_applied_table()
-        with self.transaction() as cur:
-            if record and not mysql_store.note_applied(cur, self.contract.name, record):
-                return self._rederive(cur, changes)
-            return self._apply_all(cur, changes, result, dual=True, guard=True)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -888,6 +858,23 @@ class DualDatabase:
                     conn.close()
             self._conns.clear()
         self._http.close()
+
+
+def _reads(attr: Attribute, entity: Entity, table: str, columns: set[str] | None) -> bool:
+    """Whether the attribute's SQL reads ``table`` (any of its ``columns``; None: any
+    column). Names are matched as words, so a column of the same name elsewhere counts too:
+    a refusal errs on the safe side."""
+    wanted = None if columns is None else {c.lower() for c in columns}
+    for use in attribute_fragments(attr, entity.source):
+        if table not in use.scope.tables.values():
+            continue
+        if wanted is None or wanted & set(re.findall(r"\w+", use.sql.lower())):
+            return True
+    return False
+
+
+def _micros() -> int:
+    return time.time_ns() // 1000
 
 
 def _text(av: AV | None) -> str:

@@ -1,13 +1,12 @@
 """Replaying what MySQL missed in phase 4, and repairing MySQL from DynamoDB.
 
-* ``replay``: DynamoDB's outbox (phase 4: row changes to apply to MySQL), oldest first. Each
-  entry is idempotent: a row change is applied only where MySQL does not hold a newer one,
-  and an entry MySQL already has (noted in ``cutover_outbox_applied`` by the transaction
-  that applied it: a removal that failed, or a fallback write after a transaction whose
-  answer was lost) is not applied again, its items only derived anew (re-derived from their
-  rows under the row's lock and put only where DynamoDB does not hold a newer version). An
-  entry that fails stays, and so do the ones after it. (In phases 1-3 there is nothing to
-  replay: DynamoDB follows MySQL's binlog, ``cutover.sync``.)
+* ``replay``: DynamoDB's outbox (phase 4: the change records MySQL follows), oldest first,
+  through the same ``MySQLFollower`` the layer uses right after each write. Each entry is
+  idempotent: a row change is applied only when it is newer than the last one MySQL applied
+  to the row, and an entry MySQL already has (noted in ``cutover_outbox_applied``) is not
+  applied again. A change MySQL refuses is quarantined and the replay goes on; an entry
+  that fails because MySQL is down stays, with the ones after it. (In phases 1-3 there is
+  nothing to replay: DynamoDB follows MySQL's binlog, ``cutover.sync``.)
 * ``repair_mysql``: in phase 4 DynamoDB is the source of truth; rows whose plain columns
   differ from the item are rewritten from it.
 """
@@ -25,7 +24,7 @@ from cutover.db import connect
 from cutover.routing import mysql_store
 from cutover.routing.changes import Change, apply
 from cutover.routing.entities import Entities
-from cutover.routing.layer import DualDatabase, WriteResult, python_value
+from cutover.routing.layer import DualDatabase, python_value
 from cutover.settings import Settings
 from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.canonical import EntityClassifier
@@ -54,8 +53,10 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
                 break
             for record, payload in entries:
                 changes = [Change.from_json(c) for c in payload["changes"]]
-                layer.apply_to_mysql(changes, record, WriteResult(0))
+                versions = {int(i): v for i, v in payload.get("versions", {}).items()}
+                outcome = layer.follower.apply(record, changes, versions)
                 counts["dynamodb_outbox"] += 1
+                counts[outcome] += 1
         with layer.transaction() as cur:
             if mysql_store.applied_table_exists(cur) and (
                 pruned := mysql_store.prune_applied(cur, contract.name, APPLIED_RETENTION_DAYS)

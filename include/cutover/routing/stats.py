@@ -58,6 +58,7 @@ class PhaseStats:
         self.writes = 0
         self.failures = 0  # phase 4: writes whose second store failed
         self.fallbacks = 0
+        self.fenced = 0  # writes carried out again after a change of phase
         self.comparisons: dict[tuple[str, str], int] = defaultdict(int)
         self.mismatches: dict[tuple[str, str], int] = defaultdict(int)
         self.transient: dict[tuple[str, str], int] = defaultdict(int)
@@ -82,6 +83,10 @@ class RoutingStats:
             stats = self.by_phase[phase]
             stats.writes += 1
             stats.failures += failed
+
+    def fenced(self, phase: int) -> None:
+        with self._lock:
+            self.by_phase[phase].fenced += 1
 
     def fallback(self, phase: int) -> None:
         with self._lock:
@@ -150,6 +155,7 @@ class RoutingStats:
                 "failures": s.failures,
                 "error_rate": (s.failures / s.writes) if s.writes else 1.0,
                 "fallback_reads": s.fallbacks,
+                "fenced": s.fenced,
                 "outbox_depth": outbox_depth,
                 "outbox_peak": max(self.outbox_peak, outbox_depth),
                 "replays": self.replayed,

@@ -37,13 +37,15 @@ from cutover.contract.model import Contract
 from cutover.db import connect
 from cutover.errors import ServiceError
 from cutover.load.dynamo_http import DynamoHttp
+from cutover.phases.model import Phase
+from cutover.phases.store import PhaseStore
 from cutover.progress import Progress
 from cutover.routing.dynamo_store import DynamoStore
 from cutover.settings import Settings
 from cutover.sync.applier import Applier, BatchResult
 from cutover.sync.mapper import DependencyIndex, Ref, cascades_of
 from cutover.sync.reader import BinlogReader, Commit, Idle, Restarted, RowChange
-from cutover.transform.items import Rejection
+from cutover.transform.items import Rejection, item_version
 
 log = logging.getLogger("cutover.sync")
 
@@ -58,6 +60,10 @@ LINGER_SECONDS = 0.2
 MAX_LINGER_SECONDS = 1.0
 EVIDENCE_EVERY = 10.0  # seconds between evidence points of a long run
 BatchHook = Callable[[Position, float, int], None]
+
+
+class StoodDown(Exception):
+    """The contract moved to phase 4 or 5 while the sync ran."""
 
 
 @dataclass
@@ -96,6 +102,7 @@ class SyncRun:
         self.client = dynamodb_client(settings)
         self.checkpoints = CheckpointStore(self.client, settings.table_prefix)
         self.lease = SyncLease(self.client, settings.table_prefix, contract.name)
+        self.phases = PhaseStore(self.client, settings.table_prefix)
         self.http = DynamoHttp(settings)
         self.applier = Applier(contract, self.index, DynamoStore(self.http, settings.table_prefix))
         self.conn = connect(settings.mysql, read_timeout=120, write_timeout=60)
@@ -179,8 +186,12 @@ def _run(
         if target is not None and target.ordinal <= begin.ordinal:
             last = begin  # nothing to apply
         else:
-            last = _follow(run, begin, target, once, max_seconds, stop, figures, on_batch,
-                           checkpoint)  # fmt: skip
+            try:
+                last = _follow(run, begin, target, once, max_seconds, stop, figures,
+                               on_batch, checkpoint)  # fmt: skip
+            except StoodDown as exc:
+                log.info("%s", exc)
+                return {**_report(contract, None, figures), "stood_down": str(exc)}, []
         if not checkpoint and saved is None:
             run.checkpoints.save(contract.name, last)
         run.behind(last, figures)
@@ -287,7 +298,16 @@ def _follow(run: SyncRun, begin: Position, target: Position | None, once: bool,
             return
         began = time.monotonic()
         with run.lease.held():  # one applier's batch at a time (cutover.binlog.lease)
-            result = run.applier.apply(run.conn, batch, pending.position.ordinal,
+            # read under the lease, per batch: a change of phase bumps the epoch, and from
+            # phase 4 on DynamoDB is authoritative and this batch must not be written
+            state = run.phases.get(contract.name)
+            if checkpoint and state.phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
+                raise StoodDown(
+                    f"{contract.name} moved to phase {int(state.phase)} "
+                    f"({state.phase.slug}) during the sync; it stands down"
+                )
+            version = item_version(state.version, pending.position.ordinal)
+            result = run.applier.apply(run.conn, batch, version,
                                        before_write=run.lease.check)  # fmt: skip
             if checkpoint:
                 run.checkpoints.save(contract.name, pending.position)

@@ -20,6 +20,11 @@ from cutover.transform.attribute_values import (
 )
 
 VERSION_ATTRIBUTE = "cutover_version"
+# An item's version is (phase epoch, order within it): epoch * EPOCH_SPAN + a binlog ordinal
+# (phases 1-3) or a clock in microseconds (phases 4-5), both below 10**16. Each change of
+# phase bumps the epoch, so nothing written in an ended phase beats what the store that
+# became authoritative wrote after the fence (cutover.phases.fence).
+EPOCH_SPAN = 10**16
 _EPOCH = dt.datetime(1970, 1, 1)
 # json.dumps with options builds an encoder per call; one built once encodes the same text
 _ITEM_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -74,6 +79,27 @@ def version_number(value: Any) -> int | None:
         except ValueError:
             return int(Decimal(value))
     return int(value)
+
+
+def item_version(epoch: int, order: int) -> int:
+    """The version of an item written in phase epoch ``epoch`` at ``order`` within it."""
+    return epoch * EPOCH_SPAN + order
+
+
+def attribute_value(attr: Attribute, value: Any) -> AV | None:
+    """The attribute's value as DynamoDB keeps it, its ``on_null`` option applied to a NULL
+    (None: the item has no such attribute); ``BadValue`` when it cannot be one."""
+    av = None if value is None else convert(attr.type, value)
+    if av is not None:
+        return av
+    option = attr.cutover
+    if option.on_null == "reject":
+        raise BadValue("null_rejected", "it is NULL")
+    if option.on_null == "null":
+        return {"NULL": True}
+    if option.on_null == "default":
+        return convert(attr.type, option.default)  # lint checked it fits the type
+    return None
 
 
 def _row_json(row: Mapping[str, Any], limit: int = 8192) -> str:
@@ -131,24 +157,12 @@ class _SourceBuilder:
             if value is not None:
                 item[name] = {"S": str(value)}
         for attr in self.attributes:
-            value = row.get(attr.name)
             try:
-                av = None if value is None else convert(attr.type, value)
+                av = attribute_value(attr, row.get(attr.name))
             except BadValue as exc:
                 return self.reject(row, exc.reason, f"attribute {attr.name!r}: {exc.detail}")
-            if av is None:
-                option = attr.cutover
-                if option.on_null == "reject":
-                    return self.reject(row, "null_rejected", f"attribute {attr.name!r} is NULL")
-                if option.on_null == "null":
-                    av = {"NULL": True}
-                elif option.on_null == "default":
-                    av = convert(attr.type, option.default)  # lint checked it fits the type
-                    if av is None:
-                        continue
-                else:
-                    continue
-            item[attr.name] = av
+            if av is not None:
+                item[attr.name] = av
         for name, type_ in self.key_types.items():
             av = item.get(name)
             if av is None or _key_text(av) == "" or next(iter(av)) != type_:

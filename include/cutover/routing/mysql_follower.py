@@ -1,0 +1,215 @@
+"""MySQL following DynamoDB in phase 4, from the change records the layer writes in the same
+TransactWriteItems as the items (DynamoDB's outbox).
+
+Each record carries the row changes the application asked for and, per row, the version
+DynamoDB gave its item. A change is applied only when it is newer than the last one MySQL
+applied to that row (``cutover_follow`` keeps the last version of each row, deletes too), so
+a late or replayed record never overwrites a newer row and never re-creates a deleted one.
+A change MySQL refuses (unique key, foreign key, a value too long) is quarantined with its
+reason in the control table and counted as gate evidence: it never blocks the records after
+it and never fails the request DynamoDB acknowledged.
+
+Attributes DynamoDB cannot compute from the item alone (joins, aggregates, expressions over
+columns the item does not keep) are derived again from MySQL once it has the change, under
+the row's lock, and set on the item with a version check: only those attributes, never the
+item's plain attributes, which DynamoDB owns in phase 4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import MySQLdb
+
+from cutover.db import quote_ident as q
+from cutover.routing import mysql_store
+from cutover.routing.changes import Change, apply, select_rows
+from cutover.routing.entities import Entity, is_plain
+from cutover.routing.mysql_store import Refresh
+from cutover.transform.items import VERSION_ATTRIBUTE, Item, version_number
+
+if TYPE_CHECKING:
+    from cutover.routing.layer import DualDatabase
+
+log = logging.getLogger("cutover.routing")
+
+FOLLOW_TABLE = "cutover_follow"
+FOLLOW_DDL = f"""CREATE TABLE IF NOT EXISTS {q(FOLLOW_TABLE)} (
+  contract    VARCHAR(128) NOT NULL,
+  tbl         VARCHAR(128) NOT NULL,
+  row_key     VARCHAR(512) NOT NULL,
+  version     DECIMAL(38, 0) NOT NULL,
+  deleted     TINYINT NOT NULL,
+  updated_at  DATETIME(6) NOT NULL,
+  PRIMARY KEY (contract, tbl, row_key)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+QUARANTINE_PREFIX = "FOLLOWQ#"
+DERIVED_ATTEMPTS = 5
+# what MySQL refuses for the data's sake, not because it is down
+REFUSALS = (MySQLdb.IntegrityError, MySQLdb.DataError)
+
+
+class Refused(Exception):
+    def __init__(self, change: Change, error: BaseException) -> None:
+        super().__init__(f"MySQL refused {change.op} of {change.table} {change.key}: "
+                         f"{error.args[-1] if error.args else error}")  # fmt: skip
+        self.change = change
+
+
+def derived_attributes(entity: Entity) -> list[str]:
+    """The entity's attributes that are not one column of its row unchanged."""
+    keys = {entity.table.pk, entity.table.sk}
+    return [a.name for a in entity.source.attributes if not is_plain(a) and a.name not in keys]
+
+
+def newer(cur: Any, contract: str, change: Change, ident: str, version: int) -> bool:
+    """In the caller's transaction: whether ``change`` (to the row whose item is ``ident``,
+    at ``version``) is newer than the last change MySQL applied to that row; if so it
+    becomes the last (the row of ``cutover_follow`` stays locked until the transaction
+    ends). Rows are named by their item because the application may address one row by
+    different keys (its id, or the columns of its item key)."""
+    cur.execute(
+        f"INSERT INTO {q(FOLLOW_TABLE)} (contract, tbl, row_key, version, deleted, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+        "deleted = IF(version < VALUES(version), VALUES(deleted), deleted), "
+        "updated_at = IF(version < VALUES(version), VALUES(updated_at), updated_at), "
+        "version = GREATEST(version, VALUES(version))",
+        (contract, change.table, ident, version, int(change.op == "delete")),
+    )
+    cur.execute(
+        f"SELECT version FROM {q(FOLLOW_TABLE)} WHERE contract = %s AND tbl = %s AND row_key = %s",
+        (contract, change.table, ident),
+    )
+    return int(cur.fetchone()[0]) == version
+
+
+class MySQLFollower:
+    """Applies DynamoDB's change records to MySQL for one layer (its connections, its
+    stores)."""
+
+    def __init__(self, layer: DualDatabase) -> None:
+        self.layer = layer
+        self.contract = layer.contract.name
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.layer.ensure_applied_table()
+            with self.layer.transaction() as cur:
+                cur.execute(FOLLOW_DDL)
+            self._ready = True
+
+    def apply(self, record: str | None, changes: list[Change],
+              versions: Mapping[int, Sequence[Any]]) -> str:  # fmt: skip
+        """Apply one record (``versions``: change index -> [its item, the item's version]);
+        then remove it from DynamoDB's outbox. Returns ``applied``, ``quarantined`` or
+        ``had`` (MySQL had it already)."""
+        layer = self.layer
+        layer.mysql_call(self._ensure)
+        try:
+            outcome = layer.mysql_call(lambda: self._apply(record, changes, versions))
+        except Refused as exc:
+            log.warning("quarantined: %s", exc)
+            self._quarantine(record, changes, str(exc))
+            outcome = "quarantined"
+        if record:
+            layer.dynamodb_call(lambda: layer.dynamo.outbox_done(self.contract, record))
+        return outcome
+
+    def _apply(self, record: str | None, changes: list[Change],
+               versions: Mapping[int, Sequence[Any]]) -> str:  # fmt: skip
+        layer = self.layer
+        with layer.transaction() as cur:
+            if record and not mysql_store.note_applied(cur, self.contract, record):
+                return "had"
+            refreshes: list[Refresh] = []
+            for i, change in enumerate(changes):
+                ident, version = versions.get(i) or (None, None)
+                if ident is not None and not newer(cur, self.contract, change, ident,
+                                                   int(version)):  # fmt: skip
+                    log.debug("skipped %s of %s %s: MySQL has a newer change of the row",
+                              change.op, change.table, change.key)  # fmt: skip
+                    continue
+                before = select_rows(cur, change.table, change.key) if change.key else []
+                try:
+                    apply(cur, change, None, guard=False)
+                except REFUSALS as exc:
+                    raise Refused(change, exc) from None
+                key = dict(change.key)
+                after = select_rows(cur, change.table, key) if change.op != "delete" else []
+                refreshes.extend(layer.refreshes_of(cur, change, key, before, after))
+            for refresh in refreshes:
+                self._derive(cur, refresh)
+        return "applied"
+
+    def _derive(self, cur: Any, refresh: Refresh) -> None:
+        """Set the item's derived attributes to what MySQL derives now, under the row's lock
+        (two followers of one row take turns, the later one sees both changes)."""
+        layer = self.layer
+        entity = layer.entities.get(refresh.entity)
+        names = derived_attributes(entity)
+        if not names or not mysql_store.lock_row(cur, entity, refresh.source_key):
+            return
+        where = {k: [v] for k, v in refresh.source_key.items()}
+        item = next((b for b in layer.deriver.derive(cur, entity, where) if isinstance(b, Item)),
+                    None)  # fmt: skip
+        if item is None:
+            return
+        body = json.loads(item.body)
+        table = entity.table
+        key = {table.pk: item.pk, **({table.sk: item.sk or ""} if table.sk else {})}
+        want = {n: body.get(n) for n in names}
+        for _ in range(DERIVED_ATTEMPTS):
+            current = layer.dynamodb_call(lambda: layer.dynamo.get(table, key))
+            if current is None or all(current.get(n) == v for n, v in want.items()):
+                return
+            read = version_number((current.get(VERSION_ATTRIBUTE) or {}).get("N"))
+            version = (read or 0) + 1
+            if layer.dynamodb_call(
+                lambda c=current, r=read, v=version: layer.dynamo.update_attributes(
+                    table, key, {n: w for n, w in want.items() if c.get(n) != w}, r, v)
+            ):  # fmt: skip
+                return
+        log.warning("%s %s: its derived attributes kept changing; the reconcile repairs them",
+                    entity.name, key)  # fmt: skip
+
+    # --- quarantine ----------------------------------------------------------------------
+
+    def _quarantine(self, record: str | None, changes: list[Change], reason: str) -> None:
+        layer = self.layer
+        name = QUARANTINE_PREFIX + (record or f"LAYER#{uuid.uuid4().hex}")
+        item = {"contract": {"S": self.contract}, "record": {"S": name},
+                "reason": {"S": reason},
+                "payload": {"S": json.dumps({"changes": [c.to_json() for c in changes]},
+                                            default=str)},
+                "at": {"N": str(int(time.time()))}}  # fmt: skip
+        layer.dynamodb_call(lambda: layer.dynamo.call(
+            "PutItem", {"TableName": layer.dynamo.control, "Item": item}))  # fmt: skip
+
+
+def quarantined(layer: DualDatabase) -> list[dict[str, Any]]:
+    """The change records MySQL refused in phase 4, with their reasons."""
+    dynamo = layer.dynamo
+    body: dict[str, Any] = {
+        "TableName": dynamo.control,
+        "KeyConditionExpression": "#c = :c AND begins_with(#r, :q)",
+        "ExpressionAttributeNames": {"#c": "contract", "#r": "record"},
+        "ExpressionAttributeValues": {":c": {"S": layer.contract.name},
+                                      ":q": {"S": QUARANTINE_PREFIX}},
+        "ConsistentRead": True,
+    }  # fmt: skip
+    out: list[dict[str, Any]] = []
+    while True:
+        page = dynamo.call("Query", body).json()
+        for i in page.get("Items", []):
+            out.append({"record": i["record"]["S"].removeprefix(QUARANTINE_PREFIX),
+                        "reason": i["reason"]["S"],
+                        "changes": json.loads(i["payload"]["S"])["changes"]})  # fmt: skip
+        if not page.get("LastEvaluatedKey"):
+            return out
+        body["ExclusiveStartKey"] = page["LastEvaluatedKey"]
