@@ -5,61 +5,16 @@ where the layer writes MySQL only); and the traffic and the sync run in threads.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from cutover.contract.model import Contract
-from cutover.routing.dynamo_store import key_av
 from cutover.routing.layer import DualDatabase
 from cutover.routing.traffic import run_traffic
 from cutover.settings import Settings
 from cutover.sync.runner import run_sync
-from cutover.validate.canonical import canonical_item
-
-
-def expected_from_log(log: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(table, key) -> the newest logged write of that item (puts carry the item). Entries
-    are ordered by ``at``, stamped while the item's row lock was held, so a shared item
-    written by several threads ends with its newest derivation. Only the layer's own item
-    writes are logged: a phase 1-3 write logs none (the sync writes DynamoDB)."""
-    last: dict[tuple[str, str], dict[str, Any]] = {}
-    for line in log.read_text().splitlines():
-        entry = json.loads(line)
-        for write in entry.get("items") or []:
-            ident = (write["table"], json.dumps(write["key"], sort_keys=True))
-            prior = last.get(ident)
-            if prior is None or write["at"] >= prior["at"]:
-                last[ident] = write
-    return last
-
-
-def differences_from_log(
-    contract: Contract, ddb: Any, prefix: str, log: Path
-) -> tuple[int, list[str]]:
-    """(keys checked, descriptions of the keys whose DynamoDB state is not the logged one)."""
-    tables = {t.table: t for t in contract.tables}
-    expected = expected_from_log(log)
-    wrong: list[str] = []
-    for (table_name, key_text), write in expected.items():
-        table = tables[table_name]
-        key = json.loads(key_text)
-        stored = ddb.get_item(TableName=prefix + table_name, Key=key_av(table, key),
-                              ConsistentRead=True).get("Item")  # fmt: skip
-        if write["op"] == "delete":
-            if stored is not None:
-                wrong.append(f"{table_name} {key}: deleted in the log, present in DynamoDB")
-        elif stored is None:
-            wrong.append(f"{table_name} {key}: written in the log, absent from DynamoDB")
-        elif canonical_item(stored) != canonical_item(write["item"]):
-            names = sorted(
-                n for n in set(stored) | set(write["item"])
-                if stored.get(n) != write["item"].get(n)
-            )  # fmt: skip
-            wrong.append(f"{table_name} {key}: attributes differ: {names}")
-    return len(expected), wrong
 
 
 class TrafficThread:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from tests.airflow_standalone import Api, standalone, trigger_and_answer
-from tests.routing_checks import BypassWriter, SyncLoop, TrafficThread, differences_from_log
+from tests.routing_checks import BypassWriter, SyncLoop, TrafficThread
 
 from cutover.contract.load import load_contract
 from cutover.phases.model import Phase
@@ -184,7 +184,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         _advance(api, store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
 
         shadow3 = _shadow(store, contract, Phase.DUAL_READ_MYSQL_PRIMARY)
-        assert shadow3["mismatches"] == 0, shadow3["mismatched"]
+        assert shadow3["mismatches"] == 0, json.dumps(shadow3["mismatched"], default=str)
         traffic.quiet()
         figures["bypass"] = bypass.finish()
         bypass = None
@@ -237,9 +237,6 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
     assert summary["failed"] == 0, summary["errors"]
     assert summary["phases"] == [1, 2, 3, 4, 5]
     assert set(figures["bypass"]) == set(BypassWriter.KINDS), figures["bypass"]
-    # The layer's own item writes (phases 4-5); DynamoDB's state from phases 1-3 was checked
-    # by the validations after the syncs above. No sync runs here: in phase 5 it would put
-    # back items the application deleted in DynamoDB (their rows stay in MySQL).
-    checked, wrong = differences_from_log(contract, ddb, settings.table_prefix, log)
-    assert checked > 100
-    assert wrong == []
+    # Phase 5 refuses the writes whose attributes the sample derives with MySQL (joins,
+    # aggregates, expressions): counted apart (summary["refused"]), not failed. What DynamoDB
+    # ends with is judged against the test's own history in tests/e2e/test_phase_history.py.

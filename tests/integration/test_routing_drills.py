@@ -103,7 +103,15 @@ def _wait(what: str, check: Any, timeout: float = 60) -> Any:
 
 def _parity_failures(contract: Any, settings: Settings) -> list[Any]:
     report = validate(contract, settings)
-    return [] if report["success"] else [[(d["kind"], d["PK"], d.get("SK"), d.get("attributes")) for d in t["parity"]["differences"][:3]] for t in report["tables"]]
+    if report["success"]:
+        return []
+    return [
+        [
+            (d["kind"], d["PK"], d.get("SK"), d.get("attributes"))
+            for d in t["parity"]["differences"][:3]
+        ]
+        for t in report["tables"]
+    ]
 
 
 def _assert_full_parity(contract: Any, settings: Settings) -> None:

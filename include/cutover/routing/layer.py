@@ -390,7 +390,13 @@ class DualDatabase:
         with self.transaction() as cur:
             mysql_fence(cur, self.contract.name, epoch)
             for change in changes:
-                apply(cur, change, self.versioned_tables.get(change.table), guard=False)
+                done = apply(cur, change, self.versioned_tables.get(change.table), guard=False)
+                if change.op == "update" and not done and not select_rows(cur, change.table,
+                                                                          change.key):  # fmt: skip
+                    # as in phases 4-5: an update of a row that is not there (never made, or
+                    # deleted) is not found, and the whole write is undone
+                    raise NotFound(f"no {change.table} row {change.key} to update: it does "
+                                   "not exist, or it was deleted")  # fmt: skip
                 if change.op == "put" and not change.key:
                     key = self._assigned_key(cur, change)
                     result.keys.setdefault(change.table, []).append(key)
@@ -489,6 +495,8 @@ class DualDatabase:
         version = max((read or 0) + 1, item_version(epoch, _micros()))
         exists = current is not None
         if change.op == "delete":
+            if not dual and (fed := self._fed(entity, change)):
+                raise DerivedRefused(self._refusal(entity, change, fed))
             ops.append(self.dynamo.item_op("Delete", table, key, read, exists))
             result.items.append({"table": table.table, "op": "delete", "key": key})
             return version
@@ -538,12 +546,7 @@ class DualDatabase:
         if not fed:
             return item
         if not dual:
-            raise DerivedRefused(
-                f"{entity.name}: in phase 5 this {change.op} would change "
-                f"{', '.join(sorted(fed))}, which the contract derives with MySQL (a join, an "
-                "aggregate or an expression); write those rows before phase 5, or move the "
-                "derivation into the application"
-            )
+            raise DerivedRefused(self._refusal(entity, change, fed))
         try:
             built = self._mysql(lambda: self._preview(entity, change, current))
         except StoreUnavailable:
@@ -564,12 +567,22 @@ class DualDatabase:
                 item.pop(name, None)
         return item
 
+    @staticmethod
+    def _refusal(entity: Entity, change: Change, fed: set[str]) -> str:
+        return (
+            f"{entity.name}: in phase 5 this {change.op} would change {', '.join(sorted(fed))}, "
+            "which the contract derives with MySQL (a join, an aggregate or an expression); "
+            "write those rows before phase 5, or move the derivation into the application"
+        )
+
     def _fed(self, entity: Entity, change: Change) -> set[str]:
         """The derived attributes of ``entity``'s item (and, for phase 5's refusal, of items
         that read ``change``'s table) whose values the change may alter."""
         names = set(derived_attributes(entity))
         if change.op == "put":
             fed = set(names)
+        elif change.op == "delete":
+            fed = set()  # the item goes; the items that read its row remain
         else:
             fed = set()
             changed = set(change.values)

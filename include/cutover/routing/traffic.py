@@ -39,7 +39,7 @@ from typing import IO, Any
 from cutover.db import connect, query
 from cutover.errors import ConfigError
 from cutover.routing.changes import Change
-from cutover.routing.layer import DualDatabase, WriteResult
+from cutover.routing.layer import DerivedRefused, DualDatabase, WriteResult
 from cutover.routing.stats import LatencySample
 
 ID_OFFSET = 1_000_000  # new ids start this far above the largest id at start
@@ -238,6 +238,8 @@ class Recorder:
         self.requests = 0
         self.failed = 0
         self.outboxed = 0
+        self.refused: Counter[str] = Counter()  # phase 5: writes whose derivation needs MySQL
+        self.refusals: list[str] = []
         self.by_operation: dict[str, _Figures] = {}
         self.by_phase: dict[int, _Figures] = {}
         self.error_classes: Counter[str] = Counter()
@@ -265,6 +267,12 @@ class Recorder:
                 self.error_operations.setdefault(op, Counter())[name] += 1
                 if len(self.messages) < MAX_MESSAGES:
                     self.messages.append(f"{op}: {name}: {error}")
+
+    def refuse(self, op: str, phase: int, error: BaseException) -> None:
+        with self._lock:
+            self.refused[op] += 1
+            if len(self.refusals) < MAX_MESSAGES:
+                self.refusals.append(f"{op} (phase {phase}): {error}")
 
     def wrote(self, result: WriteResult) -> None:
         with self._lock:
@@ -383,6 +391,11 @@ class Worker:
         started = time.perf_counter()
         try:
             value = fn()
+        except DerivedRefused as exc:
+            # phase 5: the contract derives what this write changes with MySQL; the layer
+            # refused it before writing anything (a designed answer, not a failure)
+            self.recorder.refuse(op, phase, exc)
+            raise _Failed(op) from exc
         except Exception as exc:
             self.recorder.request(op, phase, (time.perf_counter() - started) * 1000, exc)
             raise _Failed(op) from exc
@@ -958,6 +971,7 @@ def _summary(
             "flush_messages": list(r.flush_messages),
         },
         "outboxed": r.outboxed,
+        "refused": {"by_operation": dict(r.refused), "messages": list(r.refusals)},
         "flushes": r.flushes,
         "log": str(log_path) if log_path else None,
         "routing": layer.stats.summary(),
@@ -975,6 +989,9 @@ def summary_lines(summary: dict[str, Any]) -> Iterator[str]:
         f"({summary['rate']:.1f}/s), {summary['failed']} failed{outboxed}"
         + (" (interrupted)" if summary.get("interrupted") else "")
     )
+    if refused := sum(summary["refused"]["by_operation"].values()):
+        yield (f"{refused} writes refused in phase 5: they change attributes the contract "
+               "derives with MySQL")  # fmt: skip
     yield f"{'operation':<28} {'requests':>8} {'failed':>6} {'p50 ms':>9} {'p99 ms':>9}"
     rows = [(op, f) for op, f in summary["by_operation"].items()]
     rows += [(f"phase {phase}", f) for phase, f in summary["by_phase"].items()]
