@@ -449,10 +449,26 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
 
     result = replay(load_contract(args.contract), Settings.from_env())
     print(f"replayed: {result['replayed'] or 'nothing'}; left in DynamoDB's outbox: "
-          f"{result['left']}")  # fmt: skip
+          f"{result['left']}; refused by MySQL (quarantined): {result['quarantined']}")  # fmt: skip
     if result["error"]:
         print(f"stopped: {result['error']}", file=sys.stderr)
         return EXIT_FAILED
+    return 0
+
+
+def cmd_outbox_quarantine(args: argparse.Namespace) -> int:
+    from cutover.contract.load import load_contract
+    from cutover.routing.layer import DualDatabase
+    from cutover.routing.mysql_follower import quarantined
+
+    layer = DualDatabase(load_contract(args.contract), Settings.from_env(), shadow_rate=0.0)
+    try:
+        kept = quarantined(layer)
+    finally:
+        layer.close()
+    for entry in kept:
+        print(json.dumps(entry, ensure_ascii=False, default=str))
+    print(f"{len(kept)} change record(s) MySQL refused in phase 4", file=sys.stderr)
     return 0
 
 
@@ -727,6 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
             "apply the phase-4 writes MySQL missed (DynamoDB's outbox), oldest first; phases "
             "1-3 have no outbox: DynamoDB follows the binlog (`cutover sync`)",
             outbox_sub)  # fmt: skip
+    p.add_argument("contract", help="path of the contract JSON")
+    p = add("quarantine", cmd_outbox_quarantine,
+            "the phase-4 changes MySQL refused (unique key, foreign key, length), one JSON "
+            "line each with MySQL's reason; they stand in DynamoDB", outbox_sub)  # fmt: skip
     p.add_argument("contract", help="path of the contract JSON")
     p = add("reconcile", cmd_reconcile, "find drift between MySQL and DynamoDB; --repair fixes it")
     p.add_argument("contract")

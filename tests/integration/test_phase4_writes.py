@@ -17,7 +17,7 @@ from cutover.db import connect, query
 from cutover.phases.client import PhaseClient
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
-from cutover.routing.layer import DerivedRefused, DualDatabase, NotFound, StoreUnavailable
+from cutover.routing.layer import DerivedRefused, DualDatabase, StoreUnavailable
 from cutover.routing.mysql_follower import quarantined
 from cutover.routing.replay import replay
 from cutover.settings import Settings
@@ -126,10 +126,12 @@ def test_a_change_mysql_refuses_is_quarantined_and_blocks_nothing(
         assert _user_item(ddb, settings, contract, 3)["email"] == {"S": taken}
         layer.update("USER", {"id": 3}, {"bio": "after the refusal"})
         kept = quarantined(layer)
+        evidence = layer.flush()["dual_writes"]  # what the gate into phase 5 reads
     finally:
         layer.close()
     assert len(kept) == 1 and "uq_users_email" in kept[0]["reason"], kept
     assert kept[0]["changes"][0]["key"] == {"id": {"v": 3}}
+    assert evidence["follow_quarantined"] == 1 and evidence["failures"] == 0
     assert _mysql_user(settings, 3, "bio") == [("after the refusal",)]
     assert PhaseStore(ddb, settings.table_prefix).get(contract.name).phase == 4
 
@@ -183,8 +185,9 @@ def test_phase_5_refuses_a_write_whose_derived_attributes_need_mysql(
     migrated: tuple[Any, Settings], ddb: Any
 ) -> None:
     """Phase 5: MySQL is retired, so an update of a column the contract derives an attribute
-    from (first_name feeds full_name) is refused naming the attribute; one of a plain
-    column is written."""
+    from (first_name feeds full_name) is refused naming the attribute, and so is a delete
+    of a row other items read (a product's seller_name); an update of a plain column is
+    written."""
     contract, settings = migrated
     run_backfill(contract, settings)
     _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
@@ -196,8 +199,8 @@ def test_phase_5_refuses_a_write_whose_derived_attributes_need_mysql(
         assert _user_item(ddb, settings, contract, 7) == before
         layer.update("USER", {"id": 7}, {"bio": "plain"})
         assert _user_item(ddb, settings, contract, 7)["bio"] == {"S": "plain"}
-        layer.delete("USER", {"id": 7})
-        with pytest.raises(NotFound):
-            layer.update("USER", {"id": 7}, {"bio": "after the delete"})
+        with pytest.raises(DerivedRefused, match="seller_name"):  # products read the user
+            layer.delete("USER", {"id": 7})
+        assert _user_item(ddb, settings, contract, 7)["bio"] == {"S": "plain"}
     finally:
         layer.close()

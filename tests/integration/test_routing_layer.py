@@ -160,8 +160,12 @@ def test_a_phase_2_write_reaches_dynamodb_only_through_the_sync(
     assert int(user["order_count"]["N"]) == int(before["order_count"]["N"]) + 1
     order = _item(ddb, settings, contract, "USER#3", f"ORDER#{order_id}")
     assert _same_item(order, _derived(contract, settings, "ORDER", id=order_id))
-    # the item's version is the binlog position of the transaction, not a clock of the layer
-    assert int(user["cutover_version"]["N"]) == Position.from_dict(report["position"]).ordinal
+    # the item's version is the binlog position of the transaction in the phase's epoch,
+    # not a clock of the layer
+    epoch = PhaseStore(ddb, settings.table_prefix).get(contract.name).version
+    assert int(user["cutover_version"]["N"]) == (
+        epoch * 10**16 + Position.from_dict(report["position"]).ordinal
+    )
 
 
 def test_a_renamed_category_takes_the_fallback_and_rewrites_only_the_items_it_changes(
@@ -396,7 +400,8 @@ def test_from_phase_4_an_update_never_brings_a_deleted_item_back(
 ) -> None:
     """Phase 4: a user's item deleted in DynamoDB (by a writer that bypasses the layer, so
     MySQL still has the row): an update through the layer is refused as not found and the
-    item stays deleted. Phase 5: the same after the layer's own delete."""
+    item stays deleted. Phase 5: the same after the layer's own delete (of a cart line: a
+    user's delete is refused there, products derive their seller's name from it)."""
     from cutover.routing.layer import NotFound
 
     contract, settings = migrated
@@ -414,10 +419,19 @@ def test_from_phase_4_an_update_never_brings_a_deleted_item_back(
 
         _move(ddb, settings, contract, Phase.DYNAMODB_ONLY)
         layer.phases.ttl = 0
-        layer.delete("USER", {"id": 7})
+        conn = connect(settings.mysql)
+        try:
+            ((user_id, product_id),) = query(
+                conn, "SELECT user_id, product_id FROM shopping_carts ORDER BY id LIMIT 1"
+            )
+        finally:
+            conn.close()
+        cart = {"user_id": int(user_id), "product_id": int(product_id)}
+        layer.delete("CART", cart)
         with pytest.raises(NotFound):
-            layer.update("USER", {"id": 7}, {"bio": "after the delete"})
-        assert _user_item(ddb, settings, contract, 7) is None
+            layer.update("CART", dict(cart), {"quantity": 9})
+        assert _item(ddb, settings, contract, f"USER#{cart['user_id']}",
+                     f"CART#{cart['product_id']}") is None  # fmt: skip
     finally:
         layer.close()
     assert _user_item(ddb, settings, contract, 8)["bio"] == {"S": "still here"}

@@ -85,7 +85,12 @@ def _check(kind: str, ev: dict[str, Any], gate: GatePolicy, now: dt.datetime) ->
     if kind == "dual_writes":
         rate = float(ev.get("error_rate", 1.0))
         limit = gate.max_dual_write_error_rate
-        return [] if rate <= limit else [f"dual-write error rate {rate:.4%} is over {limit:.4%}"]
+        out = [] if rate <= limit else [f"dual-write error rate {rate:.4%} is over {limit:.4%}"]
+        if (refused := int(ev.get("follow_quarantined", 0))) > gate.max_quarantined_rows:
+            out.append(f"MySQL refused {refused} of DynamoDB's changes in phase 4 (quarantined, "
+                       f"see `cutover outbox quarantine`); the gate allows "
+                       f"{gate.max_quarantined_rows}")  # fmt: skip
+        return out
     return []
 
 

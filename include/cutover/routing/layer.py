@@ -52,7 +52,12 @@ from cutover.routing import mysql_store
 from cutover.routing.changes import Change, VersionClock, apply, select_rows
 from cutover.routing.dynamo_store import DynamoStore, StaleWrite
 from cutover.routing.entities import Entities, Entity, RoutingError
-from cutover.routing.mysql_follower import MySQLFollower, Refused, derived_attributes
+from cutover.routing.mysql_follower import (
+    MySQLFollower,
+    Refused,
+    derived_attributes,
+    quarantined,
+)
 from cutover.routing.mysql_store import Deriver, Refresh
 from cutover.routing.stats import RoutingStats
 from cutover.settings import Settings
@@ -851,6 +856,8 @@ class DualDatabase:
             store.record_evidence(self.contract.name, "shadow_reads", out["shadow_reads"])
         if phase >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
             out["dual_writes"] = self.stats.write_evidence(phase, self.outbox_depth())
+            with suppress(Exception):  # DynamoDB not answering: the count is left out
+                out["dual_writes"]["follow_quarantined"] = len(quarantined(self))
             store.record_evidence(self.contract.name, "dual_writes", out["dual_writes"])
         return out
 

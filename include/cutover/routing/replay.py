@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 from collections import Counter
+from contextlib import suppress
 from typing import Any
 
 from cutover.contract.model import Contract
@@ -25,6 +26,7 @@ from cutover.routing import mysql_store
 from cutover.routing.changes import Change, apply
 from cutover.routing.entities import Entities
 from cutover.routing.layer import DualDatabase, python_value
+from cutover.routing.mysql_follower import quarantined
 from cutover.settings import Settings
 from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.canonical import EntityClassifier
@@ -67,8 +69,11 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
         log.warning("outbox replay stopped: %s", exc)
     finally:
         left = layer.outbox_depth()
+        refused = None
+        with suppress(Exception):  # DynamoDB not answering: unknown
+            refused = len(quarantined(layer))
         layer.close()
-    return {"replayed": dict(counts), "left": left, "error": error}
+    return {"replayed": dict(counts), "left": left, "error": error, "quarantined": refused}
 
 
 def repair_mysql(
