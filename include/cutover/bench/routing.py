@@ -32,6 +32,7 @@ from cutover.contract.model import Contract
 from cutover.db import connect, query
 from cutover.db import quote_ident as q
 from cutover.phases.model import Phase
+from cutover.phases.store import PhaseState
 from cutover.routing.changes import VersionClock
 from cutover.routing.entities import Entities
 from cutover.routing.layer import DualDatabase
@@ -60,6 +61,13 @@ class FixedPhase:
 
     def phase(self, contract: str) -> Phase:
         return self.current
+
+    def state(self, contract: str, *, fresh: bool = False) -> PhaseState:
+        # epoch 0: the bench's contract has no phase record, so no move fences its writes
+        return PhaseState(contract, self.current, 0, "bench", "", None)
+
+    def wait_open(self, contract: str, timeout_seconds: float = 60.0) -> PhaseState:
+        return self.state(contract)
 
 
 def routing_settings(settings: Settings, staging: str) -> Settings:
@@ -240,6 +248,16 @@ def _dual_phase(
                 outboxed += result.outboxed
                 if timed:
                     samples["write"].append(ms)
+                if phase == Phase.DUAL_READ_DYNAMODB_PRIMARY:
+                    # the same item put by one plain TransactWriteItems on the same client
+                    item = result.items[-1]["item"]
+                    op = layer.dynamo.item_op("Put", layer.entities.get(ENTITY).table, item,
+                                              None, True)  # fmt: skip
+                    op["Put"].pop("ConditionExpression")
+                    op["Put"].pop("ExpressionAttributeNames")
+                    _, plain_ms = _ms(lambda o=op: layer.dynamo.transact([o], None))
+                    if timed:
+                        samples.setdefault("plain_transact", []).append(plain_ms)
         for timed, count in ((False, WARMUP), (True, n)):
             for i in range(count):
                 r = reads[i % len(reads)]
@@ -288,6 +306,12 @@ def run_routing_bench(settings: Settings, requests: int = 300, workers: int = 4)
                     **{op: _summary(samples[op]) for op in ("read", "write")},
                     **extra,
                 }
+                if plain := samples.get("plain_transact"):
+                    layer_p50 = percentile(samples["write"], 50) or 0.0
+                    phases[str(int(phase))]["plain_transact"] = {
+                        **_summary(plain),
+                        "write_vs_plain": round(layer_p50 / (percentile(plain, 50) or 1.0), 2),
+                    }
             out["phases"] = phases
         finally:
             tear_down(contract, bench)
@@ -309,6 +333,10 @@ def format_routing(routing: dict[str, Any]) -> str:
                 f" (layer/direct p50: read {p['read_vs_direct']:.2f},"
                 f" write {p['write_vs_direct']:.2f})"
             )
+        if "plain_transact" in p:
+            t = p["plain_transact"]
+            part += (f" (plain TransactWriteItems {pair(t)}; layer/plain write p50 "
+                     f"{t['write_vs_plain']:.2f})")  # fmt: skip
         if "shadow" in p:
             s = p["shadow"]
             part += f" (shadow: {s['comparisons']} compared, {s['mismatches']} mismatched)"
