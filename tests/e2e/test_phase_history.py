@@ -27,18 +27,22 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 from tests.history import read_log, read_violations, violations
 from tests.history_worker import email_of, user_row
 from tests.integration.test_routing_drills import _small_sample
+from tests.tcp_proxy import TcpProxy
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
 from cutover.db import connect
+from cutover.load.dynamo_http import DynamoHttp
 from cutover.moves import move_phase
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
+from cutover.routing.dynamo_store import DynamoStore
 from cutover.routing.replay import replay
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
@@ -157,6 +161,161 @@ class SyncLoop:
         self.thread.start()
 
 
+class Fault:
+    """No fault: the hooks the history run calls, and what each fault overrides."""
+
+    sync: Any = None  # a sync loop of the fault's own, when it needs one
+    provokes_failures = False  # requests may fail (outcome unknown to the history)
+
+    def start(self, settings: Settings, contract: Any, contract_path: Path, logs: list[Path],
+              env: dict[str, str]) -> None:  # fmt: skip
+        self.settings, self.contract, self.logs = settings, contract, logs
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        return env
+
+    def in_phase(self, phase: Phase) -> None:
+        pass
+
+    def before_move(self, store: PhaseStore, contract: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def worker_ops(self, since: float) -> list[dict[str, Any]]:
+        return [o for o in read_log(self.logs[:2]) if o["start"] >= since and o["op"] != "read"]
+
+
+class ProcessSync:
+    """The sync as its own OS process (`cutover sync --max-seconds 5`), started again when it
+    ends; ``kill`` sends the running one SIGKILL."""
+
+    def __init__(self, contract_path: Path, env: dict[str, str]) -> None:
+        self.stop = threading.Event()
+        self.errors: list[str] = []  # a killed sync's exit says nothing; parity judges
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+        cutover = str(Path(sys.executable).with_name("cutover"))
+
+        def loop() -> None:
+            while not self.stop.is_set():
+                with self.lock:
+                    self.proc = subprocess.Popen(
+                        [cutover, "sync", str(contract_path), "--max-seconds", "5"],
+                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                self.proc.wait()
+                self.stop.wait(0.2)
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def kill(self) -> bool:
+        with self.lock:
+            proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return False
+        proc.kill()
+        proc.wait()
+        return True
+
+
+class KillSync(Fault):
+    def __init__(self) -> None:
+        self.kills = 0
+
+    def start(self, settings: Settings, contract: Any, contract_path: Path, logs: list[Path],
+              env: dict[str, str]) -> None:  # fmt: skip
+        super().start(settings, contract, contract_path, logs, env)
+        self.sync = ProcessSync(contract_path, env)
+        _wait("the sync process", lambda: self.sync.proc is not None)
+
+    def before_move(self, store: PhaseStore, contract: str) -> None:
+        _wait("a sync process to kill", self.sync.kill)
+        self.kills += 1
+
+        def again() -> None:  # once the move waits for the follower
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if store.get(contract).moving_to is not None and self.sync.kill():
+                    self.kills += 1
+                    return
+                time.sleep(0.02)
+
+        threading.Thread(target=again, daemon=True).start()
+
+    def close(self) -> None:
+        self.sync.stop.set()
+        self.sync.kill()
+
+
+class _Relayed(Fault):
+    """A fault on the workers' connection to one store, through a TCP relay."""
+
+    proxy: TcpProxy
+    done = False
+
+    def in_phase(self, phase: Phase) -> None:
+        if phase == Phase.DUAL_READ_DYNAMODB_PRIMARY and not self.done:
+            self.done = True
+            started = time.time()
+            self.proxy.down()
+            try:
+                self.while_down(started)
+            finally:
+                self.proxy.up()
+            back = time.time()
+            _wait("writes after the store came back", lambda: sum(
+                o["outcome"] == "ok" for o in self.worker_ops(back)) >= 6)  # fmt: skip
+
+    def while_down(self, since: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.proxy.__exit__(None, None, None)
+
+
+class DynamoDown(_Relayed):
+    failed = 0
+    provokes_failures = True
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        url = urlsplit(self.settings.dynamodb_endpoint or "")
+        self.proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 80).__enter__()
+        return {**env, "CUTOVER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}"}
+
+    def while_down(self, since: float) -> None:
+        def failed() -> bool:
+            self.failed = sum(o["outcome"] == "unknown" for o in self.worker_ops(since))
+            return self.failed >= 4
+
+        _wait("writes failing while DynamoDB is away", failed)
+
+
+class MySQLDown(_Relayed):
+    waiting = 0
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        mysql = self.settings.mysql
+        self.proxy = TcpProxy(mysql.host, mysql.port).__enter__()
+        auth = mysql.user + (f":{quote(mysql.password, safe='')}" if mysql.password else "")
+        url = f"mysql://{auth}@127.0.0.1:{self.proxy.port}/{mysql.database}"
+        return {**env, "CUTOVER_MYSQL_URL": url}
+
+    def while_down(self, since: float) -> None:
+        store = DynamoStore(DynamoHttp(self.settings), self.settings.table_prefix)
+
+        def waiting() -> bool:
+            self.waiting = len(store.outbox_pending(self.contract.name))
+            return self.waiting >= 5
+
+        try:
+            _wait("change records waiting for MySQL", waiting)
+        finally:
+            store.http.close()
+
+
 def _acked(logs: list[Path], phase: int) -> Counter[str]:
     ops = read_log(logs)
     return Counter(
@@ -203,6 +362,36 @@ def _mysql_rows(settings: Settings) -> dict[int, dict[str, Any] | None]:
 def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
     scratch_db: Settings, tmp_path: Path
 ) -> None:
+    _history(scratch_db, tmp_path, Fault())
+
+
+def test_the_sync_killed_during_each_change_of_phase(scratch_db: Settings, tmp_path: Path) -> None:
+    """The sync runs as its own process (`cutover sync`) and is killed with SIGKILL as each
+    move begins and again while the move waits for it: the move's catch-up still ends with
+    DynamoDB at the fence (it runs the sync itself when the checkpoint does not move)."""
+    fault = KillSync()
+    _history(scratch_db, tmp_path, fault)
+    assert fault.kills >= 2 * len(PATH) - 2, fault.kills
+
+
+def test_dynamodb_down_in_phase_4(scratch_db: Settings, tmp_path: Path) -> None:
+    """The workers' DynamoDB goes away (connections reset, through a relay in front of the
+    real DynamoDB Local) during phase 4: their writes fail as unavailable (outcome unknown to
+    the history), reads go to MySQL, and once it is back nothing acknowledged is lost."""
+    fault = DynamoDown()
+    _history(scratch_db, tmp_path, fault)
+    assert fault.failed >= 4
+
+
+def test_mysql_down_in_phase_4(scratch_db: Settings, tmp_path: Path) -> None:
+    """The workers' MySQL goes away during phase 4: writes stand in DynamoDB, their change
+    records wait, and the replay brings MySQL back to parity."""
+    fault = MySQLDown()
+    _history(scratch_db, tmp_path, fault)
+    assert fault.waiting >= 5
+
+
+def _history(scratch_db: Settings, tmp_path: Path, fault: Fault) -> None:
     settings = replace(
         scratch_db, table_prefix=f"{scratch_db.table_prefix}h{uuid.uuid4().hex[:6]}_"
     )
@@ -240,7 +429,9 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
         "CUTOVER_TABLE_PREFIX": settings.table_prefix,
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "include")]),
     }
-    sync = SyncLoop(contract, settings)
+    fault.start(settings, contract, contract_path, logs, env)
+    env = fault.worker_env(env)
+    sync = fault.sync or SyncLoop(contract, settings)
     bypass = Bypass(settings, users, logs[2])
     bypass.enabled.set()
     procs = [
@@ -274,6 +465,7 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
     try:
         phase = Phase.MYSQL_ONLY
         for target in PATH:
+            fault.in_phase(phase)
             _wait(
                 f"writes in phase {int(phase)}",
                 lambda p=phase: (
@@ -295,6 +487,7 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
                 (control / "no-violate").unlink(missing_ok=True)
             started = time.time()
             kind = "advance" if target > phase else "rollback"
+            fault.before_move(store, contract.name)
             move_phase(
                 contract,
                 settings,
@@ -321,6 +514,7 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
         bypass.thread.join(timeout=10)
         sync.stop.set()
         sync.thread.join(timeout=30)
+        fault.close()
 
     assert [p.returncode for p in procs] == [0, 0], [
         (tmp_path / f"proc{i}.err").read_text()[-2000:] for i in (1, 2)
@@ -334,7 +528,10 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
     assert outcomes[("violate", "failed")] > 0, outcomes  # the unique key refused them
     assert outcomes[("violate", "ok")] == 0, outcomes
     unknown = [o for o in ops if o["outcome"] == "unknown"]
-    assert not unknown, unknown[:5]  # no request failed other than the provoked refusals
+    if fault.provokes_failures:  # only while the store was away: what it failed with
+        assert {o["error"].split(":")[0] for o in unknown} <= {"StoreUnavailable"}, unknown[:5]
+    else:
+        assert not unknown, unknown[:5]  # no request failed other than the provoked refusals
     assert not sync.errors, sync.errors
     final = _final_dynamodb(ddb, users)
     assert violations(ops, initial, final) == []

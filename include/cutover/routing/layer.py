@@ -81,8 +81,8 @@ MYSQL, DYNAMODB = "mysql", "dynamodb"
 # a deadlock or a lock wait timeout rolls the whole transaction back: run it again
 _RETRY_CODES = (1213, 1205)
 DEADLOCK_RETRIES = 3
-# a write that meets a change of phase is carried out again in the new phase this often
-FENCE_ATTEMPTS = 4
+# a write that meets a change of phase waits for the new phase this long at most
+FENCE_WAIT_SECONDS = 60.0
 # phases 4-5: a write whose items changed since it read them reads them again this often
 OCC_ATTEMPTS = 8
 MAX_TRANSACTION_ITEMS = 98  # DynamoDB's 100, less the epoch check and the change record
@@ -331,16 +331,27 @@ class DualDatabase:
             if c.op != "put" and not c.key:
                 raise RoutingError(f"a {c.op} on {c.table} needs the row's key")
         state = self.phases.state(self.contract.name)
-        for _ in range(FENCE_ATTEMPTS):
+        deadline = time.monotonic() + FENCE_WAIT_SECONDS
+        pause = 0.005
+        while True:
             if state.moving_to is not None:
-                state = self.phases.wait_open(self.contract.name)
+                state = self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
             try:
                 return self._write_in(state, changes)
             except EpochMoved:
                 self.stats.fenced(state.phase)
-                state = self.phases.wait_open(self.contract.name)
-        raise StoreUnavailable(f"{self.contract.name}: the phase changed {FENCE_ATTEMPTS} times "
-                               "during one write")  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"{self.contract.name}: the phase kept changing for "
+                        f"{FENCE_WAIT_SECONDS:.0f} s during one write"
+                    ) from None
+                fresh = self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
+                if fresh.version == state.version:
+                    # the phase store shows the phase open; its MySQL fence row opens a
+                    # moment after (or a move is just starting): wait and try again
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+                state = fresh
 
     def _write_in(self, state: PhaseState, changes: list[Change]) -> WriteResult:
         phase, epoch = state.phase, state.version
@@ -456,7 +467,7 @@ class DualDatabase:
         for attempt in range(OCC_ATTEMPTS):
             del result.items[:]
             ops: list[dict[str, Any]] = []
-            versions: dict[int, list[Any]] = {}
+            versions: dict[int, list[Any]] = {}  # change -> [its item, version or None]
             for i, change in enumerate(changes):
                 for n, entity in enumerate(self.entities.of_table(change.table)):
                     version = self._item_ops(entity, change, result, epoch, dual, ops)
@@ -470,7 +481,7 @@ class DualDatabase:
             record, outbox = None, None
             if dual:
                 payload = {"changes": [c.to_json() for c in changes], "versions": versions}
-                latest = max((v for _, v in versions.values()), default=0)
+                latest = max((v for _, v in versions.values() if v), default=0)
                 outbox = self.dynamo.outbox_item(self.contract.name, latest, payload)
                 record = outbox["record"]["S"]
             try:
@@ -488,9 +499,9 @@ class DualDatabase:
                                f"{OCC_ATTEMPTS} times; try again")  # fmt: skip
 
     def _item_ops(self, entity: Entity, change: Change, result: WriteResult, epoch: int,
-                  dual: bool, ops: list[dict[str, Any]]) -> int:  # fmt: skip
+                  dual: bool, ops: list[dict[str, Any]]) -> int | None:  # fmt: skip
         """Append the operations that apply ``change`` to ``entity``'s item, conditioned on
-        the item as read now; the version the item gets."""
+        the item as read now; the version the item gets (None: a delete of no item)."""
         table = entity.table
         key = (entity.item_key(change.row()) if change.op == "put"
                else self._item_key_for(entity, change, dual))  # fmt: skip
@@ -504,7 +515,10 @@ class DualDatabase:
                 raise DerivedRefused(self._refusal(entity, change, fed))
             ops.append(self.dynamo.item_op("Delete", table, key, read, exists))
             result.items.append({"table": table.table, "op": "delete", "key": key})
-            return version
+            # deleting what is not there changes nothing, and must not in MySQL either: its
+            # version would not be ordered against a concurrent put of the same key (both
+            # read no item), and could delete the row that put makes
+            return version if exists else None
         if change.op == "update" and current is None:
             raise NotFound(f"no {entity.name} item {key} to update: it does not exist, or it "
                            "was deleted")  # fmt: skip

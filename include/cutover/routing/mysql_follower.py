@@ -130,6 +130,8 @@ class MySQLFollower:
             refreshes: list[Refresh] = []
             for i, change in enumerate(changes):
                 ident, version = versions.get(i) or (None, None)
+                if ident is not None and version is None:
+                    continue  # a delete of an item DynamoDB did not hold: nothing changed
                 if ident is not None and not newer(cur, self.contract, change, ident,
                                                    int(version)):  # fmt: skip
                     log.debug("skipped %s of %s %s: MySQL has a newer change of the row",
