@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dynamo_tables import drop_tables, table_names
 
 from cutover.airflow_connections import settings_from_connections
 from cutover.aws import dynamodb_client
@@ -214,9 +215,7 @@ def probe(
     monkeypatch.setitem(factory.DEFAULT_ARGS, "retries", 0)
     yield scratch_db
     client = dynamodb_client(scratch_db)
-    for name in client.list_tables()["TableNames"]:
-        if name.startswith(prefix):
-            client.delete_table(TableName=name)
+    drop_tables(client, prefix)
 
 
 def test_the_prepare_dag_applies_views_in_the_connections_database(probe: Settings) -> None:
@@ -237,5 +236,5 @@ def test_the_prepare_dag_applies_views_in_the_connections_database(probe: Settin
         assert query(conn, "SHOW DATABASES LIKE %s", (absent,)) == []
     finally:
         conn.close()
-    tables = dynamodb_client(probe).list_tables()["TableNames"]
+    tables = table_names(dynamodb_client(probe))
     assert f"{os.environ['CUTOVER_TABLE_PREFIX']}Notes" in tables

@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 from tests.airflow_standalone import Api, free_port
 from tests.drill_services import PrivateDynamoDB, PrivateMariaDB
+from tests.dynamo_tables import drop_tables, table_names
 from tests.helpers import RATED_CONTRACT, create_rated
 from tests.s3_server import S3Storage
 
@@ -195,9 +196,7 @@ def fresh_tables(cluster: Cluster) -> Cluster:
     """The contract's DynamoDB tables, emptied (deleted and made again by prepare), so a key
     a drill loses cannot hide behind an earlier run's item."""
     client = cluster.dynamodb.client()
-    for name in client.list_tables()["TableNames"]:
-        if name.startswith(PREFIX):
-            client.delete_table(TableName=name)
+    drop_tables(client, PREFIX)
     run_prepare(load_contract(CONTRACT), cluster.settings)
     return cluster
 
@@ -314,7 +313,7 @@ def test_four_partitions_on_two_workers_keep_the_runs_rate(cluster: Cluster) -> 
     counted = sum(page["Count"] for page in rated_client.get_paginator("scan").paginate(
         TableName=table, Select="COUNT"))  # fmt: skip
     assert counted == RATED_ROWS
-    assert table not in cluster.dynamodb.client().list_tables()["TableNames"]
+    assert table not in table_names(cluster.dynamodb.client())
     assert abs(together - RATED_TARGET) <= 0.1 * RATED_TARGET
     assert overall <= 1.1 * RATED_TARGET
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from tests.airflow_standalone import Api, ApiError, api_server, standalone
+from tests.dynamo_tables import drop_tables
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
@@ -92,9 +93,7 @@ def prepared(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         yield Prepared(name, contracts, own, env)
     finally:
         client = dynamodb_client(own)
-        for table in client.list_tables()["TableNames"]:
-            if table.startswith(own.table_prefix):
-                client.delete_table(TableName=table)
+        drop_tables(client, own.table_prefix)
         admin = connect(own.mysql, database=False)
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{m.database}`")

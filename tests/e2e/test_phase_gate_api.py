@@ -66,5 +66,7 @@ def test_an_approved_gate_records_the_phase_and_the_approver(
     state = store.get(name)
     assert state.phase == Phase.DUAL_WRITE
     assert state.approved_by == "admin"
-    (entry,) = store.history(name)
+    # the move is fenced: its history has the fence entry, then the advance
+    assert [e["kind"] for e in store.history(name)] == ["fence", "advance"]
+    (entry,) = [e for e in store.history(name) if e["kind"] == "advance"]
     assert entry["approved_by"] == "admin" and entry["actor"].startswith("airflow:")

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+from tests.dynamo_tables import drop_tables
 from tests.history import read_log, read_violations, violations
 from tests.history_worker import email_of, user_row
 from tests.integration.test_routing_drills import _small_sample
@@ -515,6 +516,8 @@ def _history(scratch_db: Settings, tmp_path: Path, fault: Fault) -> None:
         sync.stop.set()
         sync.thread.join(timeout=30)
         fault.close()
+        final = _final_dynamodb(ddb, users)
+        drop_tables(ddb, settings.table_prefix)
 
     assert [p.returncode for p in procs] == [0, 0], [
         (tmp_path / f"proc{i}.err").read_text()[-2000:] for i in (1, 2)
@@ -533,7 +536,6 @@ def _history(scratch_db: Settings, tmp_path: Path, fault: Fault) -> None:
     else:
         assert not unknown, unknown[:5]  # no request failed other than the provoked refusals
     assert not sync.errors, sync.errors
-    final = _final_dynamodb(ddb, users)
     assert violations(ops, initial, final) == []
     assert read_violations(ops) == []
     _report_pauses(ops, moves)

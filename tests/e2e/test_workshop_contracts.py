@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dynamo_tables import drop_tables
 from tests.s3_server import S3Storage
 
 from cutover.aws import dynamodb_client
@@ -70,9 +71,7 @@ def world(
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     for w, name in made:
         client = dynamodb_client(w)
-        for table in client.list_tables()["TableNames"]:
-            if table.startswith(w.table_prefix):
-                client.delete_table(TableName=table)
+        drop_tables(client, w.table_prefix)
         admin = connect(settings.mysql, database=False)
         query(admin, f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from tests.dynamo_tables import drop_tables
 
 from cutover.backfill.driver import backfill
 from cutover.backfill.handoff import handoff
@@ -117,9 +118,7 @@ def world(
     monkeypatch.setenv("CUTOVER_TABLE_PREFIX", settings.table_prefix)
     monkeypatch.setenv("CUTOVER_DYNAMODB_ENDPOINT", settings.dynamodb_endpoint or "")
     yield World(path, settings, ddb)
-    for name in ddb.list_tables()["TableNames"]:
-        if name.startswith(settings.table_prefix):
-            ddb.delete_table(TableName=name)
+    drop_tables(ddb, settings.table_prefix)
 
 
 def _cli(world: World, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

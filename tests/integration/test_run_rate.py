@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dynamo_tables import drop_tables
 from tests.helpers import RATED_CONTRACT, create_rated
 
 from cutover.backfill.run import BackfillRun, new_run_id
@@ -55,9 +56,7 @@ def world(
     contract = load_contract(path)
     prepare(contract, settings)
     yield World(contract, settings)
-    for name in ddb.list_tables()["TableNames"]:
-        if name.startswith(settings.table_prefix):
-            ddb.delete_table(TableName=name)
+    drop_tables(ddb, settings.table_prefix)
 
 
 def _load_in_parallel(world: World, **rate: Any) -> tuple[BackfillRun, list[dict[str, Any]], float]:

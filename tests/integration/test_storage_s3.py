@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dynamo_tables import drop_tables
 from tests.s3_server import S3Storage
 
 from cutover.contract.load import load_contract
@@ -117,9 +118,7 @@ def _migrate(sample: Settings, url: str, tmp: Path) -> Migrated:
 
 
 def _drop_tables(ddb: Any, prefix: str) -> None:
-    for table in ddb.list_tables()["TableNames"]:
-        if table.startswith(prefix):
-            ddb.delete_table(TableName=table)
+    drop_tables(ddb, prefix)
 
 
 @pytest.fixture(scope="module")

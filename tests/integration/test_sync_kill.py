@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dynamo_tables import drop_tables
 
 from cutover.backfill.driver import backfill
 from cutover.binlog.checkpoint import CheckpointStore
@@ -79,9 +80,7 @@ def world(scratch_db: Settings, ddb: Any, tmp_path: Path) -> Iterator[tuple[Sett
     path.write_text(json.dumps(CONTRACT))
     prepare(load_contract(path), settings)
     yield settings, path
-    for name in ddb.list_tables()["TableNames"]:
-        if name.startswith(settings.table_prefix):
-            ddb.delete_table(TableName=name)
+    drop_tables(ddb, settings.table_prefix)
 
 
 def _writer(settings: Settings, seed: int, stop: threading.Event, errors: list[Any]) -> None:

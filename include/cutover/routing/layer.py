@@ -937,6 +937,11 @@ def _unique(refreshes: list[Refresh]) -> list[Refresh]:
     return list(seen.values())
 
 
+def _ident(item: dict[str, AV]) -> str:
+    """An item's key attributes as text (PK, SK and the like: the attributes ending in K)."""
+    return " ".join(f"{k}={_text(v)}" for k, v in sorted(item.items()) if k in ("PK", "SK"))
+
+
 def _canon_set(items: list[dict[str, AV]]) -> list[str]:
     return sorted(canonical_item(i) for i in items)
 
@@ -947,7 +952,14 @@ def _same(a: list[dict[str, AV]], b: list[dict[str, AV]]) -> bool:
 
 def _differing(answer: list, other: list, primary: str) -> list[str]:
     if len(answer) != 1 or len(other) != 1:
-        return [f"{len(answer)} item(s) from {primary}, {len(other)} from the other store"]
+        mine = {_ident(i): i for i in answer}
+        theirs = {_ident(i): i for i in other}
+        only = [f"only in {primary}: {k}" for k in sorted(set(mine) - set(theirs))[:3]]
+        only += [f"only in the other store: {k} (version "
+                 f"{(theirs[k].get(VERSION_ATTRIBUTE) or {}).get('N')})"
+                 for k in sorted(set(theirs) - set(mine))[:3]]  # fmt: skip
+        return [f"{len(answer)} item(s) from {primary}, {len(other)} from the other store",
+                *only]  # fmt: skip
     diffs = differences(json.dumps(answer[0]), json.dumps(other[0]))
     # the version is where each store's copy was written (a binlog position, a row's
     # version), not data: ``_same`` leaves it out too
