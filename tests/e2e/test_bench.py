@@ -243,6 +243,35 @@ def test_bench_routing_line_reports_each_phase_and_the_phase_one_ratios(
         assert reported["errors"] == 0, phase
 
 
+FENCE_LINE = re.compile(
+    r"^fence: write pause p50/p99/max ms at each change of phase, writes at (?P<rate>\d+)/s: "
+    r"(?P<moves>.+); (?P<writes>\d+) writes, (?P<failed>\d+) failed$"
+)
+FENCE_MOVE = re.compile(
+    r"^(?P<a>\d)->(?P<b>\d) (?P<s>\d+\.\d\d)s, (?P<n>\d+) in flight, "
+    r"(?P<p50>\d+)/(?P<p99>\d+)/(?P<max>\d+)$"
+)
+
+
+def test_bench_fence_line_reports_each_change_of_phase_with_no_failed_write(
+    bench: tuple[dict, str],
+) -> None:
+    """The fence line: every move of 1-2-3-4-3-4-5 with the writes in flight while it ran,
+    as the JSON has them, and no write failed (a fenced write pauses, it does not fail)."""
+    figures, stdout = bench
+    fence = figures["routing"]["fence"]
+    (line,) = [m for text in stdout.splitlines() if (m := FENCE_LINE.match(text))]
+    moves = [FENCE_MOVE.match(part) for part in line["moves"].split("; ")]
+    assert all(moves), line[0]
+    assert [(int(m["a"]), int(m["b"])) for m in moves] == [
+        (1, 2), (2, 3), (3, 4), (4, 3), (3, 4), (4, 5)]  # fmt: skip
+    for m, reported in zip(moves, fence["moves"], strict=True):
+        assert int(m["n"]) == reported["writes"]
+        assert int(m["p50"]) <= int(m["p99"]) <= int(m["max"]) + 1, m[0]
+    assert int(line["failed"]) == fence["failed"] == 0, fence["errors"]
+    assert int(line["writes"]) == fence["writes"] > 0
+
+
 def _int(text: str) -> int:
     return int(text.replace(",", ""))
 

@@ -8,12 +8,14 @@ A read (``get("USER", {"id": ...})``) and a write (``update("USER", {"id": ...},
   autocommit connection; for the write, the same parameterised UPDATE (``bio`` and the
   version column the layer sets) in one transaction;
 * phases 2, 3 and 4 through the layer (shadow rate 1.0: phase 3 and 4 reads are compared
-  with the other store off the request path, as an application's would be).
+  with the other store off the request path, as an application's would be), phase 4's
+  write beside a plain TransactWriteItems of the same item;
+* then the fence line (``cutover.bench.fence``): the write pause at each change of phase.
 
 Everything runs on data of its own: the sample database (scale 1) in a MySQL database of
 its own, prepared and backfilled into DynamoDB tables under a prefix of its own, both
-removed afterwards. The layer's phase comes from a stub, so no phase store is read or
-written.
+removed afterwards. The layer's phase comes from a stub in the phase lines, so no phase
+store is read or written there; the fence line moves the sample's own phase record.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cutover.bench.fence import format_fence, run_fence_bench
 from cutover.bench.synthetic import bench_database
 from cutover.contract.model import Contract
 from cutover.db import connect, query
@@ -313,6 +316,8 @@ def run_routing_bench(settings: Settings, requests: int = 300, workers: int = 4)
                         "write_vs_plain": round(layer_p50 / (percentile(plain, 50) or 1.0), 2),
                     }
             out["phases"] = phases
+            log.info("routing: fenced moves 1-2-3-4-3-4-5 under writes at 50/s")
+            out["fence"] = run_fence_bench(contract, bench, writes)
         finally:
             tear_down(contract, bench)
     return out
@@ -344,4 +349,7 @@ def format_routing(routing: dict[str, Any]) -> str:
             part += f" ({p['outboxed']} writes outboxed)"
         parts.append(part)
     head = f"routing ms p50/p99, {routing['requests']} sequential requests per case:"
-    return head + " " + "; ".join(parts)
+    line = head + " " + "; ".join(parts)
+    if "fence" in routing:
+        line += "\n" + format_fence(routing["fence"])
+    return line
