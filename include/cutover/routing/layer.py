@@ -338,6 +338,13 @@ class DualDatabase:
                 state = self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
             try:
                 return self._write_in(state, changes)
+            except StoreUnavailable:
+                # the store of the phase this process last read is down: if the phase has
+                # moved on since, the write belongs to the new phase's store
+                fresh = self._fresh_state()
+                if fresh is None or fresh.version == state.version:
+                    raise
+                state = fresh
             except EpochMoved:
                 self.stats.fenced(state.phase)
                 if time.monotonic() > deadline:
@@ -352,6 +359,12 @@ class DualDatabase:
                     time.sleep(pause)
                     pause = min(pause * 2, 0.1)
                 state = fresh
+
+    def _fresh_state(self) -> PhaseState | None:
+        try:
+            return self.phases.state(self.contract.name, fresh=True)
+        except Exception:  # the phase store cannot answer either
+            return None
 
     def _write_in(self, state: PhaseState, changes: list[Change]) -> WriteResult:
         phase, epoch = state.phase, state.version
