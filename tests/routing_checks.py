@@ -65,31 +65,36 @@ def parity_failures(report: dict[str, Any]) -> list[Any]:
 
 class SyncLoop:
     """``run_sync(once=True)`` over and over in a thread until ``stop()``: DynamoDB follows
-    MySQL's binlog a run behind, as a sync that keeps running would keep it."""
+    MySQL's binlog a run behind, as a sync that keeps running would keep it. A run that
+    fails is run again, as the sync DAG's next run would be; ``errors`` keeps what failed."""
 
     def __init__(self, contract: Contract, settings: Settings, pause: float = 0.2) -> None:
         self.runs = 0
-        self.error: BaseException | None = None
+        self.errors: list[str] = []
+        self._failing: BaseException | None = None  # the last run failed with it
         self._stop = threading.Event()
 
         def run() -> None:
-            try:
-                while not self._stop.is_set():
+            while not self._stop.is_set():
+                try:
                     run_sync(contract, settings, once=True)
                     self.runs += 1
-                    self._stop.wait(pause)
-            except BaseException as exc:  # raised again by stop()
-                self.error = exc
+                    self._failing = None
+                except Exception as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    self._failing = exc
+                self._stop.wait(pause)
 
         self.thread = threading.Thread(target=run, name="sync-loop", daemon=True)
         self.thread.start()
 
     def stop(self) -> int:
-        """Stop after the run in progress; the number of runs."""
+        """Stop after the run in progress; the number of runs. Raises what the last run
+        failed with, if it failed (one that failed and then ran again is in ``errors``)."""
         self._stop.set()
         self.thread.join(timeout=120)
-        if self.error:
-            raise self.error
+        if self._failing is not None:
+            raise self._failing
         return self.runs
 
 

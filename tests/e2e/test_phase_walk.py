@@ -201,6 +201,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         _wait_for("the layer to read phase 4",
                   lambda: layer.phase() == Phase.DUAL_READ_DYNAMODB_PRIMARY)  # fmt: skip
         figures["sync_runs"] = sync.stop()
+        figures["sync_errors"] = sync.errors  # runs that failed and ran again
         sync = None
         traffic.pause.clear()
 
@@ -232,6 +233,7 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
     print(json.dumps({"requests": summary["requests"], "failed": summary["failed"],
                       "by_phase": summary["by_phase"], "shadow": shadow,
                       "sync_runs": figures.get("sync_runs"), "bypass": figures.get("bypass"),
+                      "sync_errors": figures.get("sync_errors"),
                       "outboxed": summary["outboxed"]}, default=str))  # fmt: skip
 
     assert summary["failed"] == 0, summary["errors"]
