@@ -340,7 +340,7 @@ def format_routing(routing: dict[str, Any]) -> str:
             )
         if "plain_transact" in p:
             t = p["plain_transact"]
-            part += (f" (plain TransactWriteItems {pair(t)}; layer/plain write p50 "
+            part += (f" (plain TransactWriteItems {pair(t)}, layer/plain write p50 "
                      f"{t['write_vs_plain']:.2f})")  # fmt: skip
         if "shadow" in p:
             s = p["shadow"]

@@ -335,7 +335,7 @@ class DualDatabase:
         pause = 0.005
         while True:
             if state.moving_to is not None:
-                state = self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
+                state = self._wait_open()
             try:
                 return self._write_in(state, changes)
             except StoreUnavailable:
@@ -352,13 +352,21 @@ class DualDatabase:
                         f"{self.contract.name}: the phase kept changing for "
                         f"{FENCE_WAIT_SECONDS:.0f} s during one write"
                     ) from None
-                fresh = self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
+                fresh = self._wait_open()
                 if fresh.version == state.version:
                     # the phase store shows the phase open; its MySQL fence row opens a
                     # moment after (or a move is just starting): wait and try again
                     time.sleep(pause)
                     pause = min(pause * 2, 0.1)
                 state = fresh
+
+    def _wait_open(self) -> PhaseState:
+        """The phase once no move is in progress; a phase store that does not answer, or a
+        move that does not end, leaves the write unroutable for now (``StoreUnavailable``)."""
+        try:
+            return self.phases.wait_open(self.contract.name, FENCE_WAIT_SECONDS)
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from None
 
     def _fresh_state(self) -> PhaseState | None:
         try:
