@@ -35,24 +35,12 @@ def key_av(table: Table, key: Mapping[str, str]) -> dict[str, AV]:
     return {name: {types.get(name, "S"): str(value)} for name, value in key.items()}
 
 
-def _guard(version: int | None, must_exist: str | None = None) -> dict[str, Any]:
-    """The write's condition: no newer version stored; with ``must_exist`` (the table's
-    partition key name), also an item there: an update never re-creates a deleted item."""
-    if version is None and must_exist is None:
+def _guard(version: int | None) -> dict[str, Any]:
+    """The write's condition: no newer version stored."""
+    if version is None:
         return {}
-    parts, names, values = [], {}, {}
-    if must_exist is not None:
-        parts.append("attribute_exists(#k)")
-        names["#k"] = must_exist
-    if version is not None:
-        parts.append(f"({_GUARD})" if parts else _GUARD)
-        names["#v"] = VERSION_ATTRIBUTE
-        values[":v"] = {"N": str(version)}
-    out: dict[str, Any] = {"ConditionExpression": " AND ".join(parts),
-                           "ExpressionAttributeNames": names}  # fmt: skip
-    if values:
-        out["ExpressionAttributeValues"] = values
-    return out
+    return {"ConditionExpression": _GUARD, "ExpressionAttributeNames": {"#v": VERSION_ATTRIBUTE},
+            "ExpressionAttributeValues": {":v": {"N": str(version)}}}  # fmt: skip
 
 
 def read_condition(read: int | None, exists: bool) -> str:
@@ -222,15 +210,6 @@ class DynamoStore:
         else:
             entry["Key"] = key_av(table, item_or_key)
         return {kind: entry}
-
-    def put_op(self, table: Table, body: str, version: int | None,
-               must_exist: bool = False) -> dict[str, Any]:  # fmt: skip
-        guard = _guard(version, table.pk if must_exist else None)
-        return {"Put": {"TableName": self.physical(table), "Item": json.loads(body), **guard}}
-
-    def delete_op(self, table: Table, key: Mapping[str, str], version: int | None) -> dict:
-        return {"Delete": {"TableName": self.physical(table), "Key": key_av(table, key),
-                           **_guard(version)}}  # fmt: skip
 
     # --- the phase-4 outbox (items of the control table) ---------------------------------
 

@@ -937,25 +937,13 @@ def _text(av: AV | None) -> str:
     return key_text(av) or ""
 
 
-def _has_all(row: Mapping[str, Any], columns: Any) -> bool:
-    return all(row.get(c) is not None for c in columns)
-
-
 def _bodies(built: list[Any]) -> list[dict[str, AV]]:
     """The items (AttributeValue maps) of a derivation; rows that cannot be items skipped."""
     return [json.loads(b.body) for b in built if isinstance(b, Item)]
 
 
 def _unique(refreshes: list[Refresh]) -> list[Refresh]:
-    seen: dict[tuple[str, ...], Refresh] = {}
-    for r in refreshes:
-        ident: tuple[str, ...] = r.ident()
-        if None in r.source_key.values():  # a row MySQL lacks: one refresh per item it names
-            ident = (*ident, json.dumps(r.before_key, sort_keys=True))
-        prior = seen.get(ident)
-        if prior is None or (prior.before_key is None and r.before_key):
-            seen[ident] = r
-    return list(seen.values())
+    return list({r.ident(): r for r in refreshes}.values())
 
 
 def _ident(item: dict[str, AV]) -> str:

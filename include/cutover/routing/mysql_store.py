@@ -37,14 +37,11 @@ APPLIED_DDL = f"""CREATE TABLE IF NOT EXISTS {q(APPLIED_TABLE)} (
 
 @dataclass(frozen=True)
 class Refresh:
-    """One item to bring up to date from its source row: the entity, the row's source key,
-    the item key it had before the change (to delete when the key moved or the row went) and
-    the change's version (guards a late delete)."""
+    """One item whose MySQL-derived attributes to bring up to date: the entity and its
+    row's source key."""
 
     entity: str
     source_key: dict[str, Any]
-    before_key: dict[str, str] | None = None
-    version: int | None = None
 
     def ident(self) -> tuple[str, str]:
         return self.entity, json.dumps(self.source_key, sort_keys=True, default=str)
@@ -189,19 +186,3 @@ def lock_row(cursor: Any, entity: Entity, key: Mapping[str, Any]) -> bool:
     where, params = where_in(key)
     cursor.execute(f"SELECT 1 FROM {q(entity.source_table)} WHERE {where} FOR UPDATE", params)
     return cursor.fetchone() is not None
-
-
-def shares_key(
-    cursor: Any, entity: Entity, columns: list[str], source_key: Mapping[str, Any]
-) -> bool:
-    """Whether a row other than ``source_key``'s has the same values in ``columns``."""
-    t = q(entity.source_table)
-    same = " AND ".join(f"o.{q(c)} = r.{q(c)}" for c in columns)
-    mine = " AND ".join(f"r.{q(c)} = %s" for c in source_key)
-    other = " OR ".join(f"NOT (o.{q(c)} <=> r.{q(c)})" for c in source_key)
-    cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {t} AS r JOIN {t} AS o ON {same} "
-        f"WHERE {mine} AND ({other}))",
-        list(source_key.values()),
-    )
-    return bool(cursor.fetchone()[0])
