@@ -183,12 +183,21 @@ def main() -> None:
     pause, paused = Path(args.control) / "pause", Path(args.control) / f"paused.{args.proc}"
     while any(t.is_alive() for t in threads):
         with worker.lock:
-            token = pause.read_text() if pause.exists() else None
+            token = _text(pause)
             idle = token is not None and worker.busy == 0
-        if idle and (not paused.exists() or paused.read_text() != token):
+        if idle and _text(paused) != token:
             paused.write_text(token or "")  # answers this pause (its token), not an earlier one
         time.sleep(0.02)
     layer.close()
+
+
+def _text(path: Path) -> str | None:
+    """The file's text, None when it is not there (the test removes the pause file when it
+    pleases)."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ run. The test keeps its own history of every operation (tests/history.py) and ju
 final state of the authoritative store against it; at the end of phases 2, 3 and 4 (writers
 paused, the follower caught up) both stores pass full parity.
 
+In phase 4 each store in turn is cut from the workers (DynamoDB in the first stay, MySQL
+in the second), and the sync is killed during every change of phase.
+
 Not covered here: a writer bypassing cutover in phase 4 (MySQL follows the change records
 the layer writes, not DynamoDB Streams, so such a write would not reach MySQL), and the
-gates' evidence (the moves are the fenced moves the gate DAG makes once its gate allows), and
-stores going away under this history: cut from the workers in phase 4 (commit 26a3e4a), a
-DynamoDB outage showed a phase-4 read that falls back to MySQL missing a write DynamoDB had
-acknowledged whose MySQL part was still pending (tests/integration/test_routing_drills.py
-drills the outages, judged by parity)."""
+gates' evidence (the moves are the fenced moves the gate DAG makes once its gate allows)."""
 
 from __future__ import annotations
 
@@ -31,19 +30,23 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 from tests.dynamo_tables import drop_tables
 from tests.history import read_log, read_violations, violations
 from tests.history_worker import email_of, user_row
 from tests.integration.test_routing_drills import _small_sample
+from tests.tcp_proxy import TcpProxy
 
 from cutover.aws import dynamodb_client
 from cutover.contract.load import load_contract
 from cutover.db import connect
+from cutover.load.dynamo_http import DynamoHttp
 from cutover.moves import move_phase
 from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
+from cutover.routing.dynamo_store import DynamoStore
 from cutover.routing.replay import replay
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
@@ -251,6 +254,117 @@ class KillSync(Fault):
         self.sync.kill()
 
 
+class _Relayed(Fault):
+    """A fault on the workers' connection to one store, through a TCP relay."""
+
+    proxy: TcpProxy
+
+    def __init__(self, visit: int = 1) -> None:
+        self.visit = visit  # which stay in phase 4 the store goes away in (there are two)
+        self.visits = 0
+
+    def in_phase(self, phase: Phase) -> None:
+        if phase != Phase.DUAL_READ_DYNAMODB_PRIMARY:
+            return
+        self.visits += 1
+        if self.visits == self.visit:
+            opened = time.time()
+            # the workers settled in phase 4 (none waiting for the move) before the cut
+            _wait("writes in phase 4", lambda: sum(
+                o["outcome"] == "ok" and o.get("phase") == 4
+                for o in self.worker_ops(opened)) >= 6)  # fmt: skip
+            started = time.time()
+            self.proxy.down()
+            try:
+                self.while_down(started)
+            finally:
+                self.proxy.up()
+            back = time.time()
+            _wait("writes after the store came back", lambda: sum(
+                o["outcome"] == "ok" for o in self.worker_ops(back)) >= 6)  # fmt: skip
+
+    def while_down(self, since: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.proxy.__exit__(None, None, None)
+
+
+class DynamoDown(_Relayed):
+    failed = 0
+    provokes_failures = True
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        url = urlsplit(self.settings.dynamodb_endpoint or "")
+        self.proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 80).__enter__()
+        return {**env, "CUTOVER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}"}
+
+    def while_down(self, since: float) -> None:
+        def failed() -> bool:
+            self.failed = sum(o["outcome"] == "unknown" for o in self.worker_ops(since))
+            return self.failed >= 4
+
+        _wait("writes failing while DynamoDB is away", failed)
+
+
+class MySQLDown(_Relayed):
+    waiting = 0
+    # phase 4 writes stand in DynamoDB; the writes that fail are those a stale phase cache
+    # sends to MySQL, and phase 3's first ones after the rollback while the workers' MySQL
+    # breaker has not yet probed the store again
+    provokes_failures = True
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        mysql = self.settings.mysql
+        self.proxy = TcpProxy(mysql.host, mysql.port).__enter__()
+        auth = mysql.user + (f":{quote(mysql.password, safe='')}" if mysql.password else "")
+        url = f"mysql://{auth}@127.0.0.1:{self.proxy.port}/{mysql.database}"
+        return {**env, "CUTOVER_MYSQL_URL": url}
+
+    def while_down(self, since: float) -> None:
+        store = DynamoStore(DynamoHttp(self.settings), self.settings.table_prefix)
+
+        def waiting() -> bool:
+            self.waiting = len(store.outbox_pending(self.contract.name))
+            return self.waiting >= 5
+
+        try:
+            _wait("change records waiting for MySQL", waiting)
+        finally:
+            store.http.close()
+
+
+class Faults(Fault):
+    """Several faults in one run, each with its own hooks."""
+
+    def __init__(self, *faults: Fault) -> None:
+        self.faults = faults
+        self.provokes_failures = any(f.provokes_failures for f in faults)
+
+    def start(self, settings: Settings, contract: Any, contract_path: Path, logs: list[Path],
+              env: dict[str, str]) -> None:  # fmt: skip
+        for f in self.faults:
+            f.start(settings, contract, contract_path, logs, env)
+        self.sync = next((f.sync for f in self.faults if f.sync is not None), None)
+
+    def worker_env(self, env: dict[str, str]) -> dict[str, str]:
+        for f in self.faults:
+            env = f.worker_env(env)
+        return env
+
+    def in_phase(self, phase: Phase) -> None:
+        for f in self.faults:
+            f.in_phase(phase)
+
+    def before_move(self, store: PhaseStore, contract: str) -> None:
+        for f in self.faults:
+            f.before_move(store, contract)
+
+    def close(self) -> None:
+        for f in self.faults:
+            f.close()
+
+
 def _acked(logs: list[Path], phase: int) -> Counter[str]:
     ops = read_log(logs)
     return Counter(
@@ -297,13 +411,23 @@ def _mysql_rows(settings: Settings) -> dict[int, dict[str, Any] | None]:
 def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
     scratch_db: Settings, tmp_path: Path
 ) -> None:
-    """The headline run, with the sync killed during each change of phase: the sync runs as
-    its own process (`cutover sync`) and is killed with SIGKILL as each move begins and again
-    while the move waits for it; the move's catch-up still ends with DynamoDB at the fence
-    (it runs the sync itself when the checkpoint does not move)."""
-    fault = KillSync()
-    _history(scratch_db, tmp_path, fault)
-    assert fault.kills >= 2 * len(PATH) - 2, fault.kills
+    """The headline run, with the three drills in it:
+
+    * the sync killed during each change of phase: it runs as its own process (`cutover
+      sync`) and is killed with SIGKILL as each move begins and again while the move waits
+      for it; the move's catch-up still ends with DynamoDB at the fence (it runs the sync
+      itself when the checkpoint does not move);
+    * DynamoDB cut from the workers in the first stay in phase 4 (a relay in front of the
+      real DynamoDB Local resets every connection): writes fail as unavailable (outcome
+      unknown to the history), reads go to MySQL and must still see every acknowledged write;
+    * MySQL cut from the workers in the second stay in phase 4: writes stand in DynamoDB with
+      their change records waiting, and MySQL has them all once the move out replays them.
+    """
+    kill, dynamo, mysql = KillSync(), DynamoDown(visit=1), MySQLDown(visit=2)
+    _history(scratch_db, tmp_path, Faults(kill, dynamo, mysql))
+    assert kill.kills >= 2 * len(PATH) - 2, kill.kills
+    assert dynamo.failed >= 4, dynamo.failed
+    assert mysql.waiting >= 5, mysql.waiting
 
 
 def _history(scratch_db: Settings, tmp_path: Path, fault: Fault) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from tests.integration.test_routing_layer import _layer, _move, _user_item, migrated
+from tests.tcp_proxy import TcpProxy
 
 from cutover.db import connect, query
 from cutover.phases.client import PhaseClient
@@ -156,6 +157,60 @@ def test_with_dynamodb_down_a_phase_4_write_fails_and_mysql_takes_nothing(
     finally:
         layer.close()
     assert _mysql_user(settings, 5, "bio") == before
+
+
+def test_dynamodb_gone_right_after_its_commit_leaves_the_change_in_mysql(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """DynamoDB stops answering between its commit of a phase-4 write and MySQL's part (a
+    relay in front of DynamoDB Local is cut at that moment): an order is cancelled, which
+    changes its user's lifetime_spend, an aggregate only MySQL derives. The write is
+    acknowledged and MySQL has it at once (a read that falls back to MySQL sees it); the
+    user's aggregate waits in MySQL's queue, with the change record in the outbox, until the
+    replay derives it."""
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    conn = connect(settings.mysql)
+    try:
+        ((order, user),) = query(
+            conn, "SELECT id, user_id FROM orders WHERE status <> 'cancelled' "
+            "AND total_amount > 0 ORDER BY id LIMIT 1")  # fmt: skip
+    finally:
+        conn.close()
+    spend = _user_item(ddb, settings, contract, user)["lifetime_spend"]
+    host, port = (settings.dynamodb_endpoint or "").removeprefix("http://").split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        relayed = replace(settings, dynamodb_endpoint=f"http://127.0.0.1:{proxy.port}")
+        phases = PhaseClient(PhaseStore(ddb, settings.table_prefix))  # the phase store answers
+        layer = DualDatabase(contract, relayed, phases=phases, shadow_rate=0.0)
+        follow = layer.follower.apply
+
+        def cut_then_follow(*args: Any, **kwargs: Any) -> str:
+            proxy.down()  # DynamoDB committed the write; now it is gone
+            return follow(*args, **kwargs)
+
+        layer.follower.apply = cut_then_follow  # type: ignore[method-assign]
+        try:
+            result = layer.update("ORDER", {"id": order}, {"status": "cancelled"})
+            assert result.outboxed == 0  # MySQL's part is not waiting: MySQL has it
+            read = layer.get("USER", {"id": user})  # DynamoDB is away: answered by MySQL
+        finally:
+            layer.close()
+    conn = connect(settings.mysql)
+    try:
+        assert query(conn, "SELECT status FROM orders WHERE id = %s", (order,)) == [("cancelled",)]
+        ((want,),) = query(conn, "SELECT COALESCE(SUM(total_amount), 0) FROM orders "
+                           "WHERE user_id = %s AND status <> 'cancelled'", (user,))  # fmt: skip
+    finally:
+        conn.close()
+    assert read is not None and float(read["lifetime_spend"]) == float(want), (read, want)
+    assert float(spend["N"]) != float(want)
+    assert _user_item(ddb, settings, contract, user)["lifetime_spend"] == spend  # waits
+    report = replay(contract, settings)
+    assert report["error"] is None and report["left"] == 0, report
+    derived = _user_item(ddb, settings, contract, user)["lifetime_spend"]
+    assert float(derived["N"]) == float(want)
 
 
 def test_a_process_holding_an_ended_phase_writes_in_the_new_one(

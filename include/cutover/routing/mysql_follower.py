@@ -12,7 +12,11 @@ it and never fails the request DynamoDB acknowledged.
 Attributes DynamoDB cannot compute from the item alone (joins, aggregates, expressions over
 columns the item does not keep) are derived again from MySQL once it has the change, under
 the row's lock, and set on the item with a version check: only those attributes, never the
-item's plain attributes, which DynamoDB owns in phase 4.
+item's plain attributes, which DynamoDB owns in phase 4. The items to derive are queued in
+MySQL (``cutover_derive``) in the transaction that applies the change, and derived after it
+commits: MySQL has an acknowledged change even when DynamoDB stops answering right after
+(a read that falls back to MySQL then finds it); the queue waits for DynamoDB, and the
+record stays in the outbox until its items are derived.
 """
 
 from __future__ import annotations
@@ -47,6 +51,14 @@ FOLLOW_DDL = f"""CREATE TABLE IF NOT EXISTS {q(FOLLOW_TABLE)} (
   deleted     TINYINT NOT NULL,
   updated_at  DATETIME(6) NOT NULL,
   PRIMARY KEY (contract, tbl, row_key)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+DERIVE_TABLE = "cutover_derive"
+DERIVE_DDL = f"""CREATE TABLE IF NOT EXISTS {q(DERIVE_TABLE)} (
+  contract    VARCHAR(128) NOT NULL,
+  entity      VARCHAR(128) NOT NULL,
+  source_key  VARCHAR(512) NOT NULL,
+  queued_at   DATETIME(6) NOT NULL,
+  PRIMARY KEY (contract, entity, source_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 QUARANTINE_PREFIX = "FOLLOWQ#"
 DERIVED_ATTEMPTS = 5
@@ -102,31 +114,48 @@ class MySQLFollower:
             self.layer.ensure_applied_table()
             with self.layer.transaction() as cur:
                 cur.execute(FOLLOW_DDL)
+            with self.layer.transaction() as cur:
+                cur.execute(DERIVE_DDL)
             self._ready = True
 
     def apply(self, record: str | None, changes: list[Change],
-              versions: Mapping[int, Sequence[Any]]) -> str:  # fmt: skip
-        """Apply one record (``versions``: change index -> [its item, the item's version]);
-        then remove it from DynamoDB's outbox. Returns ``applied``, ``quarantined`` or
-        ``had`` (MySQL had it already)."""
+              versions: Mapping[int, Sequence[Any]], strict: bool = False) -> str:  # fmt: skip
+        """Apply one record (``versions``: change index -> [its item, the item's version]),
+        derive the items it touched, then remove it from DynamoDB's outbox. Returns
+        ``applied``, ``quarantined`` or ``had`` (MySQL had it already). Raises only when
+        MySQL does not have the change; what is left for DynamoDB (deriving, removing the
+        record) waits for the next replay when DynamoDB does not answer, unless ``strict``
+        (the replay's own call), which raises then."""
         layer = self.layer
         layer.mysql_call(self._ensure)
+        queued: list[tuple[str, str]] | None = None
         try:
-            outcome = layer.mysql_call(lambda: self._apply(record, changes, versions))
+            outcome, queued = layer.mysql_call(lambda: self._apply(record, changes, versions))
         except Refused as exc:
             log.warning("quarantined: %s", exc)
             self._quarantine(record, changes, str(exc))
-            outcome = "quarantined"
-        if record:
-            layer.dynamodb_call(lambda: layer.dynamo.outbox_done(self.contract, record))
+            outcome, queued = "quarantined", []
+        try:
+            # a record MySQL had may be one whose deriving waited for DynamoDB
+            self.derive_queued(queued)
+            if record:
+                layer.dynamodb_call(lambda: layer.dynamo.outbox_done(self.contract, record))
+        except Exception as exc:  # MySQL has the change; the replay finishes the rest
+            if strict:
+                raise
+            log.warning("record %s: MySQL has it, DynamoDB's part waits for the replay: %s",
+                        record, exc)  # fmt: skip
         return outcome
 
-    def _apply(self, record: str | None, changes: list[Change],
-               versions: Mapping[int, Sequence[Any]]) -> str:  # fmt: skip
+    def _apply(
+        self, record: str | None, changes: list[Change], versions: Mapping[int, Sequence[Any]]
+    ) -> tuple[str, list[tuple[str, str]] | None]:
+        """Apply the record in one MySQL transaction, queueing the items to derive; returns
+        the outcome and the queued items (None: every item the queue holds)."""
         layer = self.layer
         with layer.transaction() as cur:
             if record and not mysql_store.note_applied(cur, self.contract, record):
-                return "had"
+                return "had", None
             refreshes: list[Refresh] = []
             for i, change in enumerate(changes):
                 ident, version = versions.get(i) or (None, None)
@@ -145,17 +174,70 @@ class MySQLFollower:
                 key = dict(change.key)
                 after = select_rows(cur, change.table, key) if change.op != "delete" else []
                 refreshes.extend(layer.refreshes_of(cur, change, key, before, after))
+            queued = []
             for refresh in refreshes:
+                if derived_attributes(layer.entities.get(refresh.entity)):
+                    ident = refresh.ident()
+                    cur.execute(
+                        f"INSERT IGNORE INTO {q(DERIVE_TABLE)} "
+                        "(contract, entity, source_key, queued_at) "
+                        "VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
+                        (self.contract, *ident),
+                    )
+                    queued.append(ident)
+        return "applied", queued
+
+    def derive_queued(self, idents: list[tuple[str, str]] | None = None) -> int:
+        """Derive the queued items ``idents`` (all the contract's queued items when None);
+        returns how many were derived. Raises when MySQL or DynamoDB does not answer: what
+        is not derived stays queued."""
+        layer = self.layer
+        if idents is None:
+            def pending() -> list[tuple[str, str]]:
+                with layer.transaction() as cur:
+                    cur.execute(f"SELECT entity, source_key FROM {q(DERIVE_TABLE)} "
+                                "WHERE contract = %s ORDER BY queued_at", (self.contract,))
+                    return [(str(e), str(k)) for e, k in cur.fetchall()]
+
+            layer.mysql_call(self._ensure)
+            idents = layer.mysql_call(pending)
+        done = 0
+        for entity, source_key in dict.fromkeys(idents):
+            refresh = Refresh(entity, json.loads(source_key))
+            layer.mysql_call(lambda r=refresh: self._derive_one(r))
+            done += 1
+        return done
+
+    def _derive_one(self, refresh: Refresh) -> None:
+        """Derive one queued item and take it off the queue, in one MySQL transaction: the
+        source row locked first (as the transactions that change it), then its queue row."""
+        layer = self.layer
+        entity = layer.entities.get(refresh.entity)
+        with layer.transaction() as cur:
+            exists = mysql_store.lock_row(cur, entity, refresh.source_key)
+            cur.execute(
+                f"SELECT 1 FROM {q(DERIVE_TABLE)} WHERE contract = %s AND entity = %s "
+                "AND source_key = %s FOR UPDATE",
+                (self.contract, *refresh.ident()),
+            )
+            if cur.fetchone() is None:
+                return  # another follower derived it after the change
+            if exists:
                 self._derive(cur, refresh)
-        return "applied"
+            cur.execute(
+                f"DELETE FROM {q(DERIVE_TABLE)} WHERE contract = %s AND entity = %s "
+                "AND source_key = %s",
+                (self.contract, *refresh.ident()),
+            )
 
     def _derive(self, cur: Any, refresh: Refresh) -> None:
-        """Set the item's derived attributes to what MySQL derives now, under the row's lock
-        (two followers of one row take turns, the later one sees both changes)."""
+        """Set the item's derived attributes to what MySQL derives now, with the source row
+        locked by the caller (two followers of one row take turns, the later one sees both
+        changes)."""
         layer = self.layer
         entity = layer.entities.get(refresh.entity)
         names = derived_attributes(entity)
-        if not names or not mysql_store.lock_row(cur, entity, refresh.source_key):
+        if not names:
             return
         where = {k: [v] for k, v in refresh.source_key.items()}
         item = next((b for b in layer.deriver.derive(cur, entity, where) if isinstance(b, Item)),

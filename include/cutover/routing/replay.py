@@ -56,9 +56,11 @@ def replay(contract: Contract, settings: Settings) -> dict[str, Any]:
             for record, payload in entries:
                 changes = [Change.from_json(c) for c in payload["changes"]]
                 versions = {int(i): v for i, v in payload.get("versions", {}).items()}
-                outcome = layer.follower.apply(record, changes, versions)
+                outcome = layer.follower.apply(record, changes, versions, strict=True)
                 counts["dynamodb_outbox"] += 1
                 counts[outcome] += 1
+        if derived := layer.follower.derive_queued():
+            counts["derived"] += derived
         with layer.transaction() as cur:
             if mysql_store.applied_table_exists(cur) and (
                 pruned := mysql_store.prune_applied(cur, contract.name, APPLIED_RETENTION_DAYS)
