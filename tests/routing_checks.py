@@ -12,7 +12,7 @@ from typing import Any
 
 from cutover.contract.model import Contract
 from cutover.routing.layer import DualDatabase
-from cutover.routing.traffic import run_traffic
+from cutover.sample.traffic import run_traffic
 from cutover.settings import Settings
 from cutover.sync.runner import run_sync
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from cutover.contract.model import Contract
 from cutover.extract.staging import Staging
+from cutover.phases.store import phase_store as phase_store  # re-exported for the callers
+from cutover.phases.store import record
 from cutover.settings import Settings
 
 log = logging.getLogger("cutover")
@@ -41,17 +43,6 @@ def read_report(staging: Staging, contract: str, name: str) -> dict[str, Any] | 
     """The stage's last report, or None when there is none yet."""
     report = staging.read_json_if_exists(*report_parts(contract, name))
     return report if isinstance(report, dict) else None
-
-
-def phase_store(settings: Settings) -> Any:
-    from cutover.aws import dynamodb_client
-    from cutover.phases.store import PhaseStore
-
-    return PhaseStore(dynamodb_client(settings), settings.table_prefix)
-
-
-def record(settings: Settings, contract: Contract, kind: str, payload: dict[str, Any]) -> None:
-    phase_store(settings).record_evidence(contract.name, kind, payload)
 
 
 def run_prepare(contract: Contract, settings: Settings) -> dict[str, Any]:

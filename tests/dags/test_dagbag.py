@@ -53,6 +53,11 @@ def test_dagbag_has_no_import_errors_and_every_contract_yields_its_dags(tmp_path
     assert "cutover://shop_eu/backfill" in repr(validate.timetable.asset_condition)
     load = backfill.get_task("load")
     assert load.retries == 3  # transient errors retry; terminal ones fail fast in the task
+    # every task that talks to a service retries a transient error (an API server not up
+    # yet, a store that did not answer); the human approval alone is asked once
+    for dag in bag.dags.values():
+        for t in dag.tasks:
+            assert t.retries == (0 if t.task_id == "approve" else 3), (dag.dag_id, t.task_id)
 
 
 def test_a_broken_contract_file_does_not_take_the_others_down(tmp_path: Path) -> None:

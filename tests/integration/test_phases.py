@@ -181,3 +181,19 @@ def test_the_routing_figures_are_kept_over_time_and_the_panel_charts_them(
     ttl = ddb.describe_time_to_live(TableName=store.table)["TimeToLiveDescription"]
     assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
     assert ttl["AttributeName"] == "expires_at"
+
+
+def test_a_retried_gate_or_rollback_task_does_not_move_twice(store: PhaseStore) -> None:
+    """The phase DAGs' record and rollback tasks retry transient errors: a try that failed
+    after its move (reporting it, say) must not move the contract a second step."""
+    from cutover.dags.tasks import already_moved_by
+
+    contract = _contract("retried")
+    _ready_for_dual_read(store, "retried")
+    advance(store, contract, Phase.DUAL_WRITE, approved_by="ann", actor="airflow:run1")
+    assert already_moved_by(store, "retried", "airflow:run1", Phase.DUAL_WRITE) is not None
+    assert already_moved_by(store, "retried", "airflow:run2", Phase.DUAL_WRITE) is None
+    assert already_moved_by(store, "retried", "airflow:run1", Phase.DUAL_READ_MYSQL_PRIMARY) is None
+    rollback(store, contract, reason="the retry test", actor="airflow:run3")
+    assert already_moved_by(store, "retried", "airflow:run3").phase == Phase.MYSQL_ONLY
+    assert len(store.history("retried")) == 2

@@ -37,8 +37,8 @@ from cutover.routing.changes import Change
 from cutover.routing.dynamo_store import DynamoStore, key_av
 from cutover.routing.layer import Breakers, DualDatabase, StoreUnavailable
 from cutover.routing.replay import replay
-from cutover.routing.traffic import load_world
 from cutover.sample.generator import load_sample
+from cutover.sample.traffic import load_world
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
 from cutover.sync.runner import run_sync

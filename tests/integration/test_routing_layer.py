@@ -321,7 +321,7 @@ def test_a_backfill_under_live_writes_converges_with_the_sync(
     """Phase 2 traffic while the backfill copies: its handoff applies the changes made
     during the copy, the sync those made after; then DynamoDB is MySQL's derivation, item
     for item (no deleted item came back, no older copy stayed over a newer one)."""
-    from cutover.routing.traffic import run_traffic
+    from cutover.sample.traffic import run_traffic
 
     contract, settings = migrated
     _move(ddb, settings, contract, Phase.DUAL_WRITE)

@@ -1,9 +1,10 @@
-"""One rate for the whole run, measured: four partitions load side by side (as the DAG's
-mapped load tasks do, each with its own BackfillRun and two writer threads) into DynamoDB
-Local, and the items they write per second of the load phase, from their own stats, stay
-within 10% of the run's rate, given as items/s or as a share of a provisioned table's write
-capacity whose items take 2 WCUs each and 1 in a GSI. A check of the limiter's arithmetic,
-not of speed: DynamoDB Local does not throttle."""
+"""One rate for the whole run: four partitions load side by side (as the DAG's mapped load
+tasks do, each with its own BackfillRun and two writer threads) into DynamoDB Local, each
+with a quarter of the run's rate, given as items/s or as a share of a provisioned table's
+write capacity whose items take 2 WCUs each and 1 in a GSI. What makes the aggregate rate
+so is asserted here (each load's limiter gets run rate / concurrency) and in
+tests/unit/test_run_rate_split.py (what a limiter grants per interval, on an injected
+clock); the rates measured on this shared machine are printed, never asserted."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from cutover.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-ROWS = 2_400  # 4 partitions of 600 items: 6 s at 100 items/s each
+ROWS = 800  # 4 partitions of 200 items: 2 s at 100 items/s each
 PARTITIONS = 4
 TARGET = 400.0
 
@@ -94,7 +95,6 @@ def test_four_partitions_at_once_keep_the_runs_item_rate(world: World) -> None:
     _, records, aggregate = _load_in_parallel(world, rate=TARGET)
     assert [r["rate_limit"] for r in records] == [TARGET / PARTITIONS] * PARTITIONS
     _report(f"rate {TARGET:.0f} items/s", aggregate, records)
-    assert abs(aggregate - TARGET) <= 0.1 * TARGET
 
 
 def test_four_partitions_at_once_keep_the_runs_share_of_capacity(world: World) -> None:
@@ -103,4 +103,3 @@ def test_four_partitions_at_once_keep_the_runs_share_of_capacity(world: World) -
     assert run.write_cost("Rated") == WriteCost(2.0, {"by_shelf": 1.0})
     assert [r["rate_limit"] for r in records] == [TARGET / PARTITIONS] * PARTITIONS
     _report("share 0.25 of 3200 WCU, 2 WCU an item", aggregate, records)
-    assert abs(aggregate - TARGET) <= 0.1 * TARGET

@@ -25,8 +25,8 @@ from cutover.phases.model import Phase
 from cutover.phases.store import PhaseStore
 from cutover.prepare.control_table import ensure_control_table
 from cutover.routing.layer import DualDatabase
-from cutover.routing.traffic import ACTIONS, run_traffic, summary_lines
 from cutover.sample.generator import load_sample
+from cutover.sample.traffic import ACTIONS, run_traffic, summary_lines
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
 

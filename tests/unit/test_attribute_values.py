@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from cutover.transform.attribute_values import BadValue, convert, item_size, number
+from cutover.dynamo_item_size import item_size_bytes
+from cutover.transform.attribute_values import BadValue, convert, number
 
 pytestmark = pytest.mark.unit
 
@@ -78,6 +79,6 @@ def test_scalars() -> None:
 
 
 def test_item_size_counts_utf8_bytes_of_names_and_values() -> None:
-    assert item_size({"a": {"S": "😀"}}) == 1 + 4
+    assert item_size_bytes({"a": {"S": "😀"}}) == 1 + 4
     big = {"d": {"S": "x" * 410_000}}
-    assert item_size(big) > 400 * 1024
+    assert item_size_bytes(big) > 400 * 1024

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -256,11 +255,46 @@ def test_resuming_keeps_the_plans_rate_unless_one_is_given(tmp_path: Path) -> No
     assert BackfillRun(CONTRACT, settings, "r1").run_rate() == RunRate(90, 0.5, 2)
 
 
+class FakeClock:
+    """Time that passes only when the limiter sleeps: what it grants per interval is then
+    exact, whatever the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_the_limiter_starts_empty_so_a_short_load_keeps_to_its_rate() -> None:
-    limiter = RateLimiter(200)
-    started = time.monotonic()
+    clock = FakeClock()
+    limiter = RateLimiter(200, clock=clock, sleep=clock.sleep)
     for _ in range(4):
         limiter.acquire(25)
     # 100 items at 200/s take 0.5 s from the start (a full bucket would have let them by at
     # once, twice the rate over this span)
-    assert time.monotonic() - started >= 0.45
+    assert clock.now - 1000.0 == pytest.approx(0.5)
+
+
+def test_the_limiter_grants_its_rate_per_interval_and_refills_only_a_seconds_worth() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    granted: list[float] = []  # the time each batch of 10 was let through
+    for _ in range(100):
+        limiter.acquire(10)
+        granted.append(clock.now - 1000.0)
+    per_second = [sum(1 for t in granted if s < t <= s + 1) * 10 for s in range(10)]
+    assert per_second == [100] * 10  # 1,000 items in 10 s: 100 in each second, none early
+    clock.now += 60  # idle for a minute: the bucket holds one second's worth, not 60
+    start = clock.now
+    for _ in range(20):
+        limiter.acquire(10)
+    assert clock.now - start == pytest.approx(1.0)  # 100 at once, the next 100 over 1 s
+    big = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    big.acquire(250)  # a batch over a second's worth goes once a second's worth is in
+    before = clock.now
+    big.acquire(10)  # and leaves a debt the next batch waits out
+    assert clock.now - before == pytest.approx(1.6)

@@ -156,7 +156,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         ),
         schedule=[backfill_asset(name)],
     ):
-        task(task_id="validate", retries=0)(tasks.validate)(contract)
+        task(task_id="validate")(tasks.validate)(contract)
 
     with dag(
         "reconcile",
@@ -197,7 +197,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
     ):
         from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-        evidence = task(task_id="check_evidence", retries=0)(tasks.check_evidence)(contract)
+        evidence = task(task_id="check_evidence")(tasks.check_evidence)(contract)
         approval = ApprovalOperator(
             task_id="approve",
             subject=f"{name}: move to {{{{ params.target_phase }}}}?",
@@ -206,7 +206,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
             defaults=["Reject"],  # no answer in time changes nothing
             retries=0,
         )
-        record = task(task_id="record_phase", retries=0)(tasks.record_phase)(
+        record = task(task_id="record_phase")(tasks.record_phase)(
             contract, evidence, approval.output
         )
         evidence >> approval >> record
@@ -221,7 +221,7 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         schedule=None,
         params={"reason": Param(type="string", minLength=3)},
     ):
-        task(task_id="rollback", retries=0)(tasks.rollback)(contract)
+        task(task_id="rollback")(tasks.rollback)(contract)
 
     return dags
 

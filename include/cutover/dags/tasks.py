@@ -250,12 +250,16 @@ def record_phase(
     contract, settings = _load(contract_path)
     user = approval.get("responded_by_user") or {}
     approver = str(user.get("name") or user.get("id") or "unknown")
+    actor = f"airflow:{_context()['run_id']}"
+    store = phase_store(settings)
+    if done := already_moved_by(store, contract.name, actor, Phase(evidence["target"])):
+        return done.to_dict()
     state = advance(
-        phase_store(settings),
+        store,
         contract,
         Phase(evidence["target"]),
         approved_by=approver,
-        actor=f"airflow:{_context()['run_id']}",
+        actor=actor,
         expected_version=evidence["version"],
         move=phase_mover(contract, settings),
     )
@@ -270,11 +274,20 @@ def rollback(contract_path: str) -> dict[str, Any]:
 
     contract, settings = _load(contract_path)
     reason = _context()["params"]["reason"]
+    actor = f"airflow:{_context()['run_id']}"
+    store = phase_store(settings)
+    if done := already_moved_by(store, contract.name, actor):
+        return done.to_dict()
     state = roll_back(
-        phase_store(settings),
-        contract,
-        reason=reason,
-        actor=f"airflow:{_context()['run_id']}",
-        move=phase_mover(contract, settings),
+        store, contract, reason=reason, actor=actor, move=phase_mover(contract, settings)
     )
     return state.to_dict()
+
+
+def already_moved_by(store: Any, contract: str, actor: str, target: Any = None) -> Any:
+    """The contract's state when this DAG run already made its move (an earlier try that
+    failed after the move, e.g. reporting it): a retry then changes nothing. None otherwise."""
+    state = store.get(contract)
+    if state.updated_by != actor or state.moving_to is not None:
+        return None
+    return state if target is None or state.phase == target else None

@@ -1,115 +1,34 @@
-"""DynamoDB's item size rules, and what one write of an item costs in the table and its GSIs.
+"""DynamoDB's item size rules and write costs, as ``cutover estimate`` uses them.
 
-The rules are those of "DynamoDB item sizes and formats" in the DynamoDB developer guide:
-
-* a string is its UTF-8 bytes; a binary value its raw bytes (not its base64 text);
-* a number is about (1 byte per two significant digits) + 1 byte, leading and trailing
-  zeroes trimmed;
-* a Boolean or a null is 1 byte;
-* a list or map is 3 bytes of overhead plus its elements, and each element 1 byte more
-  (a map element also counts its name);
-* a set is the sum of its elements;
-* an item is the sum of its attribute names (UTF-8 bytes) and values.
-
-One write of an item of up to 1 KB (1,024 bytes) takes one write capacity unit (provisioned)
-or one write request unit (on-demand); larger items take one more for each further KB or
-part of one. A write also writes the item's entry into each GSI whose key attributes it has
-(a sparse index skips items without them), costed the same way on the entry's size: the
-table's key attributes, the index's key attributes and the projected attributes (all of them
-for ALL, the listed ones for INCLUDE, none for KEYS_ONLY).
+They are those of ``cutover.dynamo_item_size``, the one implementation the item builder and
+the loader use as well (see its docstring for the rules); this module only names them for
+the estimator.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
-from cutover.contract.model import Gsi, Table
+from cutover.dynamo_item_size import (
+    KB,
+    gsi_write_units,
+    index_entry,
+    item_size_bytes,
+    number_size,
+    value_size,
+    write_units,
+)
 
-KB = 1024
-AV = Mapping[str, Any]
-
-
-def _digits(number: Any) -> int:
-    """Significant digits of a number's text, leading and trailing zeroes trimmed."""
-    text = str(number).strip().lower().lstrip("+-")
-    mantissa = text.split("e", 1)[0]
-    return len(mantissa.replace(".", "").strip("0")) or 1
-
-
-def number_size(number: Any) -> int:
-    """Bytes of a DynamoDB number: one per two significant digits (rounded up), plus one."""
-    return math.ceil(_digits(number) / 2) + 1
-
-
-def _binary_size(value: Any) -> int:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return len(value)
-    try:
-        return len(base64.b64decode(str(value), validate=True))
-    except (binascii.Error, ValueError):
-        return len(str(value).encode("utf-8"))
-
-
-def value_size(av: AV) -> int:
-    """Bytes of one AttributeValue (``{"S": "x"}``, ``{"N": "12"}``, ``{"M": {...}}``, ...)."""
-    ((kind, value),) = av.items()
-    if kind == "S":
-        return len(str(value).encode("utf-8"))
-    if kind == "N":
-        return number_size(value)
-    if kind == "B":
-        return _binary_size(value)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(str(s).encode("utf-8")) for s in value)
-    if kind == "NS":
-        return sum(number_size(n) for n in value)
-    if kind == "BS":
-        return sum(_binary_size(b) for b in value)
-    if kind == "L":
-        return 3 + sum(1 + value_size(element) for element in value)
-    if kind == "M":
-        return 3 + sum(
-            1 + len(str(name).encode("utf-8")) + value_size(element)
-            for name, element in value.items()
-        )
-    raise ValueError(f"{kind!r} is not a DynamoDB type (S N B BOOL NULL SS NS BS L M)")
-
-
-def item_size_bytes(item: Mapping[str, AV]) -> int:
-    """DynamoDB's size of an item given as a map of attribute name to AttributeValue (the
-    JSON a PutRequest carries, as the item builder makes it): names plus values."""
-    return sum(len(name.encode("utf-8")) + value_size(av) for name, av in item.items())
-
-
-def write_units(size_bytes: float) -> int:
-    """WCUs (or on-demand WRUs) of one write of an item of ``size_bytes``: one per KB begun."""
-    return max(1, math.ceil(size_bytes / KB))
-
-
-def index_entry(item: Mapping[str, AV], table: Table, gsi: Gsi) -> dict[str, AV] | None:
-    """The part of ``item`` written into ``gsi``; None when the item lacks one of the index's
-    key attributes (the index is sparse: no write to it)."""
-    index_keys = [k for k in (gsi.pk, gsi.sk) if k]
-    if any(k not in item or "NULL" in item[k] for k in index_keys):
-        return None
-    if gsi.projection == "ALL":
-        return dict(item)
-    names = {k for k in (table.pk, table.sk) if k} | set(index_keys)
-    if gsi.projection == "INCLUDE":
-        names |= set(gsi.projected_attributes or [])
-    return {name: av for name, av in item.items() if name in names}
-
-
-def gsi_write_units(item: Mapping[str, AV], table: Table, gsi: Gsi) -> int:
-    """Write units one put of ``item`` takes in ``gsi`` (0 when the item is not indexed)."""
-    entry = index_entry(item, table, gsi)
-    return 0 if entry is None else write_units(item_size_bytes(entry))
+__all__ = [
+    "KB",
+    "gsi_write_units",
+    "index_entry",
+    "item_size_bytes",
+    "mean",
+    "number_size",
+    "value_size",
+    "write_units",
+]
 
 
 def mean(values: Iterable[float]) -> float:

@@ -11,7 +11,7 @@ aggregate stays at or under the target (never above it), and falls below it whil
 partitions than the concurrency are still loading, or when fewer run at once than planned
 (a smaller pool, fewer worker slots).
 
-A share of capacity becomes items/s with DynamoDB's write costs (``cutover.estimate.sizing``):
+A share of capacity becomes items/s with DynamoDB's write costs (``cutover.dynamo_item_size``):
 one write unit per KB begun of the item, and as much again in each GSI the item is written
 into, costed on the index entry. The table and each GSI have a capacity of their own
 (provisioned WCU/s, or the on-demand maximum WRU/s), so the item rate at a share is the
@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cutover.dynamo_item_size import gsi_write_units, item_size_bytes, write_units
 from cutover.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,10 +39,16 @@ class RateLimiter:
     start the items let through never exceed ``rate`` x elapsed seconds (plus the rest of
     one batch larger than a second's worth); while idle it refills to one second's worth."""
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
+        self._clock, self._sleep = clock, sleep
         self._tokens = 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._lock = threading.Lock()
 
     def acquire(self, n: int) -> None:
@@ -49,14 +56,15 @@ class RateLimiter:
             return
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= n or self._tokens >= self.rate:
+                # (a hair under n from rounding is n: a wait of 1e-16 s would never end)
+                if self._tokens >= n - 1e-9 or self._tokens >= self.rate - 1e-9:
                     self._tokens -= n  # a batch over a second's worth leaves a debt
                     return
                 wait = (n - self._tokens) / self.rate
-            time.sleep(min(wait, 0.5))
+            self._sleep(min(wait, 0.5))
 
 
 def _positive(value: Any) -> bool:
@@ -185,8 +193,6 @@ class WriteCost:
     def of_items(cls, table: Table, items: Iterable[Mapping[str, Any]]) -> WriteCost:
         """The cost of ``items`` (AttributeValue maps) in contract table ``table`` and its
         GSIs; one unit each when there are no items."""
-        from cutover.estimate.sizing import gsi_write_units, item_size_bytes, write_units
-
         units: list[int] = []
         gsi_units: dict[str, list[int]] = {g.index_name: [] for g in table.gsis}
         for item in items:

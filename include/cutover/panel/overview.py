@@ -332,6 +332,6 @@ def detail(entry: ContractEntry, store: Any, reports: Staging) -> dict[str, Any]
 
 
 def store_for(settings: Settings) -> Any:
-    from cutover.stages import phase_store
+    from cutover.phases.store import phase_store
 
     return phase_store(settings)

@@ -9,13 +9,18 @@ import datetime as dt
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from cutover.aws import dynamodb_client
 from cutover.errors import TerminalError
 from cutover.phases.model import FLAGS, Phase
 from cutover.prepare.control_table import CONTROL_TABLE
+from cutover.settings import Settings
+
+if TYPE_CHECKING:
+    from cutover.contract.model import Contract
 
 # evidence kinds kept over time as well as latest (the routing layer's figures and the
 # binlog sync's lag), for 30 days
@@ -312,3 +317,13 @@ class PhaseStore:
                     item["payload"]["S"]
                 )
         return out
+
+
+def phase_store(settings: Settings) -> PhaseStore:
+    """The phase store in the control table of ``settings``' DynamoDB (under its prefix)."""
+    return PhaseStore(dynamodb_client(settings), settings.table_prefix)
+
+
+def record(settings: Settings, contract: Contract, kind: str, payload: dict[str, Any]) -> None:
+    """Record ``payload`` as the contract's latest evidence of ``kind``."""
+    phase_store(settings).record_evidence(contract.name, kind, payload)

@@ -11,16 +11,23 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
+from cutover.errors import TerminalError
+
 MAX_SAMPLES = 20_000
 MAX_MISMATCHES_SHOWN = 25
 
 
 def percentile(values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile (0-100) of ``values``, interpolated linearly between the two
+    nearest ranks (numpy's "linear", which is ``statistics.quantiles``' "inclusive" method,
+    as the sync bench reports its lag); None when there are no values."""
     if not values:
         return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+    if not 0 <= pct <= 100:
+        raise TerminalError(f"a percentile is between 0 and 100, not {pct!r}: ask for p50 as 50")
+    return float(np.percentile(values, pct, method="linear"))
 
 
 class LatencySample:

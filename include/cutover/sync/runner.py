@@ -390,7 +390,7 @@ def _report(contract: Contract, at: Position | None, figures: _Figures) -> dict[
 
 
 def _record(settings: Settings, contract: Contract, payload: dict[str, Any]) -> None:
-    from cutover.stages import record
+    from cutover.phases.store import record
 
     try:
         record(settings, contract, "sync", payload)

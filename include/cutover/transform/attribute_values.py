@@ -16,7 +16,6 @@ from typing import Any
 
 AV = dict[str, Any]
 MAX_DIGITS = 38
-MAX_ITEM_BYTES = 400 * 1024
 _EXACT = Context(prec=200)  # normalize() must not round to the default 28 digits
 
 
@@ -169,30 +168,3 @@ CONVERTERS: dict[str, Callable[[Any], AV | None]] = {
 def convert(type_: str, value: Any) -> AV | None:
     """The AttributeValue of ``value`` as DynamoDB type ``type_``; None for an empty set."""
     return CONVERTERS[type_](value)
-
-
-def _av_size(av: AV) -> int:
-    ((kind, value),) = av.items()
-    if kind == "S":
-        return len(value.encode("utf-8"))
-    if kind == "N":
-        digits = len(value.replace("-", "").replace(".", "").strip("0")) or 1
-        return (digits + 1) // 2 + 1
-    if kind == "B":
-        return len(value) * 3 // 4
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode("utf-8")) for s in value)
-    if kind == "NS":
-        return sum(_av_size({"N": n}) for n in value)
-    if kind == "BS":
-        return sum(len(b) * 3 // 4 for b in value)
-    if kind == "L":
-        return 3 + sum(1 + _av_size(v) for v in value)
-    return 3 + sum(1 + len(k.encode("utf-8")) + _av_size(v) for k, v in value.items())
-
-
-def item_size(item: dict[str, AV]) -> int:
-    """DynamoDB's item size in bytes (names plus values), as its 400 KB limit counts it."""
-    return sum(len(name.encode("utf-8")) + _av_size(av) for name, av in item.items())

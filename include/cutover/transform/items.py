@@ -11,13 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from cutover.contract.model import Attribute, Contract, Source, Table
-from cutover.transform.attribute_values import (
-    AV,
-    MAX_ITEM_BYTES,
-    BadValue,
-    convert,
-    item_size,
-)
+from cutover.dynamo_item_size import MAX_ITEM_BYTES
+from cutover.dynamo_item_size import item_size_bytes as item_size
+from cutover.transform.attribute_values import AV, BadValue, convert
 
 VERSION_ATTRIBUTE = "cutover_version"
 # An item's version is (phase epoch, order within it): epoch * EPOCH_SPAN + a binlog ordinal

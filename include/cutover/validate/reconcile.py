@@ -105,8 +105,8 @@ def reconcile(
     while a pass still finds more than one batch of differences), unless the log could not
     be applied in full (``repair_held`` says why)."""
     from cutover.phases.model import Phase, source_of_truth
+    from cutover.phases.store import phase_store
     from cutover.routing.replay import repair_mysql, replay
-    from cutover.stages import phase_store
 
     phase = phase_store(settings).get(contract.name).phase
     truth = source_of_truth(phase)
