@@ -380,14 +380,31 @@ def test_dynamodb_restarted_during_load(fresh_tables: Cluster) -> None:
     path = _trigger(cluster.api, "ecommerce__backfill",
                     {"partitions": 1, "workers": 2, "rate": 800})  # fmt: skip
     _await_task(cluster.api, path, "loading for 2 s", _loading_for(2))
+    before = _items(cluster)  # counted by the test, not taken from cutover's report
     cluster.dynamodb.stop()
-    time.sleep(3)
+    # the outage hit a load: it was still running once DynamoDB was gone, with part of the
+    # items written
+    (load,) = [t for t in _tasks(cluster.api, path) if t["task_id"] == "load"]
+    assert load["state"] == "running", load
+    time.sleep(3)  # how long the outage lasts: the drill's length, not a wait for an event
     cluster.dynamodb.start()
     _finish(cluster.api, path)
     loads = [(_name(t), t["try_number"]) for t in _tasks(cluster.api, path)
              if t["task_id"] == "load"]  # fmt: skip
-    print(f"\nload tries: {loads}")
+    print(f"\nload tries: {loads}; {before:,} items in DynamoDB when it stopped")
     _full_parity(cluster)
+    assert 0 < before < _items(cluster), before
+
+
+def _items(cluster: Cluster) -> int:
+    client = cluster.dynamodb.client()
+    return sum(
+        page["Count"]
+        for table in load_contract(CONTRACT).tables
+        for page in client.get_paginator("scan").paginate(
+            TableName=PREFIX + table.table, Select="COUNT"
+        )
+    )
 
 
 def _epoch(iso: str) -> float:

@@ -110,6 +110,36 @@ def test_a_replayed_insert_never_brings_back_a_row_deleted_after_it(
     assert _user_item(ddb, settings, contract, uid) is None
 
 
+def test_a_late_record_still_sets_the_columns_no_newer_change_set(
+    migrated: tuple[Any, Settings], ddb: Any
+) -> None:
+    """Found by the history test with MySQL cut in phase 4: user 4's bio is updated while
+    MySQL refuses connections (the record waits), then its username with MySQL back (applied
+    at once, a newer version of the row). The replay of the older record must still set the
+    bio, which no newer change set, and leave the username as the newer change set it; and
+    an even older username change replayed after them must not undo it."""
+    contract, settings = migrated
+    run_backfill(contract, settings)
+    _move(ddb, settings, contract, Phase.DUAL_READ_DYNAMODB_PRIMARY)
+    down = replace(settings, mysql=replace(settings.mysql, host="127.0.0.1", port=1))
+    layer = _layer(contract, down, shadow_rate=0.0)
+    try:
+        assert layer.update("USER", {"id": 4}, {"username": "older-name"}).outboxed == 1
+        assert layer.update("USER", {"id": 4}, {"bio": "while MySQL was away"}).outboxed == 1
+    finally:
+        layer.close()
+    layer = _layer(contract, settings, shadow_rate=0.0)
+    try:
+        assert layer.update("USER", {"id": 4}, {"username": "newer-name"}).outboxed == 0
+    finally:
+        layer.close()
+    report = replay(contract, settings)
+    assert report["error"] is None and report["left"] == 0, report
+    assert _mysql_user(settings, 4, "bio, username") == [("while MySQL was away", "newer-name")]
+    item = _user_item(ddb, settings, contract, 4)
+    assert item["bio"] == {"S": "while MySQL was away"} and item["username"] == {"S": "newer-name"}
+
+
 def test_a_change_mysql_refuses_is_quarantined_and_blocks_nothing(
     migrated: tuple[Any, Settings], ddb: Any
 ) -> None:

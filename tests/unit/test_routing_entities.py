@@ -4,7 +4,6 @@ items a change to a table touches, on the sample contract and on the workshop's 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,8 @@ from cutover.routing.entities import Entities, RoutingError
 from cutover.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit
-WORKSHOP = Path("/work/shared/workshop/migrationContract.json")
+# the workshop's own contract, beside the project (read in place, never copied)
+WORKSHOP = PROJECT_ROOT.parent / "shared" / "workshop" / "migrationContract.json"
 
 
 @pytest.fixture(scope="module")

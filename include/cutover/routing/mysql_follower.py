@@ -2,9 +2,12 @@
 TransactWriteItems as the items (DynamoDB's outbox).
 
 Each record carries the row changes the application asked for and, per row, the version
-DynamoDB gave its item. A change is applied only when it is newer than the last one MySQL
-applied to that row (``cutover_follow`` keeps the last version of each row, deletes too), so
-a late or replayed record never overwrites a newer row and never re-creates a deleted one.
+DynamoDB gave its item. A change is applied only where it is newer than what MySQL applied
+to that row: ``cutover_follow`` keeps, per row, the version of its last put or delete and the
+version of each column set by an update since, so a late or replayed record never
+overwrites a newer value, never re-creates a deleted row, and still sets the columns no
+newer change set (two updates of different columns of one row, applied out of order while
+MySQL was away, both stand).
 A change MySQL refuses (unique key, foreign key, a value too long) is quarantined with its
 reason in the control table and counted as gate evidence: it never blocks the records after
 it and never fails the request DynamoDB acknowledged.
@@ -26,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import MySQLdb
@@ -50,8 +54,16 @@ FOLLOW_DDL = f"""CREATE TABLE IF NOT EXISTS {q(FOLLOW_TABLE)} (
   version     DECIMAL(38, 0) NOT NULL,
   deleted     TINYINT NOT NULL,
   updated_at  DATETIME(6) NOT NULL,
+  base        DECIMAL(38, 0) NULL,
+  col_versions TEXT NULL,
   PRIMARY KEY (contract, tbl, row_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+# a table made by an earlier release: the per-column versions are added (rows it has count
+# their last version as every column's)
+FOLLOW_UPGRADE = (
+    f"ALTER TABLE {q(FOLLOW_TABLE)} ADD COLUMN IF NOT EXISTS base DECIMAL(38, 0) NULL, "
+    "ADD COLUMN IF NOT EXISTS col_versions TEXT NULL"
+)
 DERIVE_TABLE = "cutover_derive"
 DERIVE_DDL = f"""CREATE TABLE IF NOT EXISTS {q(DERIVE_TABLE)} (
   contract    VARCHAR(128) NOT NULL,
@@ -79,25 +91,51 @@ def derived_attributes(entity: Entity) -> list[str]:
     return [a.name for a in entity.source.attributes if not is_plain(a) and a.name not in keys]
 
 
-def newer(cur: Any, contract: str, change: Change, ident: str, version: int) -> bool:
-    """In the caller's transaction: whether ``change`` (to the row whose item is ``ident``,
-    at ``version``) is newer than the last change MySQL applied to that row; if so it
-    becomes the last (the row of ``cutover_follow`` stays locked until the transaction
-    ends). Rows are named by their item because the application may address one row by
-    different keys (its id, or the columns of its item key)."""
-    cur.execute(
-        f"INSERT INTO {q(FOLLOW_TABLE)} (contract, tbl, row_key, version, deleted, updated_at) "
-        "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
-        "deleted = IF(version < VALUES(version), VALUES(deleted), deleted), "
-        "updated_at = IF(version < VALUES(version), VALUES(updated_at), updated_at), "
-        "version = GREATEST(version, VALUES(version))",
-        (contract, change.table, ident, version, int(change.op == "delete")),
-    )
-    cur.execute(
-        f"SELECT version FROM {q(FOLLOW_TABLE)} WHERE contract = %s AND tbl = %s AND row_key = %s",
-        (contract, change.table, ident),
-    )
-    return int(cur.fetchone()[0]) == version
+def follow_plan(cur: Any, contract: str, change: Change, ident: str,
+                version: int) -> Change | None:  # fmt: skip
+    """In the caller's transaction: the part of ``change`` (to the row whose item is
+    ``ident``, at ``version``) MySQL is to apply, None when a newer change covers all of it;
+    ``cutover_follow`` then records it (its row stays locked until the transaction ends).
+    A put or delete newer than everything applied to the row is applied whole; otherwise
+    only the columns no newer put, delete or update set are, and nothing of a row a newer
+    delete removed. Rows are named by their item because the application may address one
+    row by different keys (its id, or the columns of its item key)."""
+    where = "contract = %s AND tbl = %s AND row_key = %s"
+    params = (contract, change.table, ident)
+    cur.execute(f"SELECT version, deleted, base, col_versions FROM {q(FOLLOW_TABLE)} "
+                f"WHERE {where} FOR UPDATE", params)  # fmt: skip
+    found = cur.fetchone()
+    if found is None:
+        last, deleted, base, cols = 0, False, 0, {}
+    else:
+        last, deleted = int(found[0]), bool(found[1])
+        # a row an earlier release recorded has no base: its last version stands for all
+        base = last if found[2] is None else int(found[2])
+        cols = {k: int(v) for k, v in json.loads(found[3] or "{}").items()}
+    plan: Change | None
+    if change.op in ("put", "delete") and version > last:
+        plan, base, cols, deleted = change, version, {}, change.op == "delete"
+    elif deleted or change.op == "delete":
+        plan = None  # the row is gone since, or a newer change followed the delete's row
+    else:
+        fresh = {c: v for c, v in change.values.items() if cols.get(c, base) < version}
+        cols.update(dict.fromkeys(fresh, version))
+        plan = replace(change, op="update", values=fresh) if fresh else None
+    record = (max(last, version), int(deleted), base, json.dumps(cols, sort_keys=True))
+    if found is None:
+        cur.execute(
+            f"INSERT INTO {q(FOLLOW_TABLE)} (contract, tbl, row_key, version, deleted, "
+            "base, col_versions, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, "
+            "UTC_TIMESTAMP(6))",
+            (*params, *record),
+        )
+    else:
+        cur.execute(
+            f"UPDATE {q(FOLLOW_TABLE)} SET version = %s, deleted = %s, base = %s, "
+            f"col_versions = %s, updated_at = UTC_TIMESTAMP(6) WHERE {where}",
+            (*record, *params),
+        )
+    return plan
 
 
 class MySQLFollower:
@@ -114,6 +152,8 @@ class MySQLFollower:
             self.layer.ensure_applied_table()
             with self.layer.transaction() as cur:
                 cur.execute(FOLLOW_DDL)
+            with self.layer.transaction() as cur:
+                cur.execute(FOLLOW_UPGRADE)
             with self.layer.transaction() as cur:
                 cur.execute(DERIVE_DDL)
             self._ready = True
@@ -161,11 +201,13 @@ class MySQLFollower:
                 ident, version = versions.get(i) or (None, None)
                 if ident is not None and version is None:
                     continue  # a delete of an item DynamoDB did not hold: nothing changed
-                if ident is not None and not newer(cur, self.contract, change, ident,
-                                                   int(version)):  # fmt: skip
-                    log.debug("skipped %s of %s %s: MySQL has a newer change of the row",
-                              change.op, change.table, change.key)  # fmt: skip
-                    continue
+                if ident is not None:
+                    planned = follow_plan(cur, self.contract, change, ident, int(version))
+                    if planned is None:
+                        log.debug("skipped %s of %s %s: MySQL has newer changes of the row",
+                                  change.op, change.table, change.key)  # fmt: skip
+                        continue
+                    change = planned
                 before = select_rows(cur, change.table, change.key) if change.key else []
                 try:
                     apply(cur, change, None, guard=False)
