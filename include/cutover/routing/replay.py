@@ -4,8 +4,9 @@
   through the same ``MySQLFollower`` the layer uses right after each write. Each entry is
   idempotent: a row change is applied only where it is newer than what MySQL applied to
   the row (per column; ``mysql_follower.follow_plan``), and an entry MySQL already has
-  (noted in ``cutover_outbox_applied``) is not applied again. A change MySQL refuses is quarantined and the replay goes on; an entry
-  that fails because MySQL is down stays, with the ones after it. (In phases 1-3 there is
+  (noted in ``cutover_outbox_applied``) is not applied again. A change MySQL refuses is
+  quarantined and the replay goes on; an entry that fails because MySQL is down stays,
+  with the ones after it. (In phases 1-3 there is
   nothing to replay: DynamoDB follows MySQL's binlog, ``cutover.sync``.)
 * ``repair_mysql``: in phase 4 DynamoDB is the source of truth; rows whose plain columns
   differ from the item are rewritten from it.
