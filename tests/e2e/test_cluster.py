@@ -379,8 +379,7 @@ def test_dynamodb_restarted_during_load(fresh_tables: Cluster) -> None:
     cluster = fresh_tables
     path = _trigger(cluster.api, "ecommerce__backfill",
                     {"partitions": 1, "workers": 2, "rate": 800})  # fmt: skip
-    _await_task(cluster.api, path, "loading for 2 s", _loading_for(2))
-    before = _items(cluster)  # counted by the test, not taken from cutover's report
+    before = _await_written(cluster, path)  # counted by the test, not cutover's report
     cluster.dynamodb.stop()
     # the outage hit a load: it was still running once DynamoDB was gone, with part of the
     # items written
@@ -394,6 +393,18 @@ def test_dynamodb_restarted_during_load(fresh_tables: Cluster) -> None:
     print(f"\nload tries: {loads}; {before:,} items in DynamoDB when it stopped")
     _full_parity(cluster)
     assert 0 < before < _items(cluster), before
+
+
+def _await_written(cluster: Cluster, path: str) -> int:
+    """Wait until a load task instance runs and DynamoDB holds some of its items; the count."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        _await_task(cluster.api, path, "running", _loading_for(0))
+        written = _items(cluster)
+        if written > 0:
+            return written
+        time.sleep(0.2)
+    raise AssertionError(f"no item written within 300 s: {_tasks(cluster.api, path)}")
 
 
 def _items(cluster: Cluster) -> int:

@@ -227,7 +227,8 @@ class ProcessSync:
 
 class KillSync(Fault):
     def __init__(self) -> None:
-        self.kills = 0
+        self.kills = 0  # before each move
+        self.during = 0  # while a move waits for the follower: when the poll catches it
 
     def start(self, settings: Settings, contract: Any, contract_path: Path, logs: list[Path],
               env: dict[str, str]) -> None:  # fmt: skip
@@ -243,7 +244,7 @@ class KillSync(Fault):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 if store.get(contract).moving_to is not None and self.sync.kill():
-                    self.kills += 1
+                    self.during += 1
                     return
                 time.sleep(0.02)
 
@@ -425,7 +426,9 @@ def test_no_acknowledged_write_is_lost_across_every_change_of_phase(
     """
     kill, dynamo, mysql = KillSync(), DynamoDown(visit=1), MySQLDown(visit=2)
     _history(scratch_db, tmp_path, Faults(kill, dynamo, mysql))
-    assert kill.kills >= 2 * len(PATH) - 2, kill.kills
+    assert kill.kills == len(PATH), kill.kills
+    # a short move can end between two polls; most are caught
+    assert kill.during >= len(PATH) // 2, kill.during
     assert dynamo.failed >= 4, dynamo.failed
     assert mysql.waiting >= 5, mysql.waiting
 
@@ -517,7 +520,7 @@ def _history(scratch_db: Settings, tmp_path: Path, fault: Fault) -> None:
                 Phase.DUAL_READ_MYSQL_PRIMARY,
                 Phase.DUAL_READ_DYNAMODB_PRIMARY,
             ):
-                _full_parity_paused(contract, settings, control, bypass, phase)
+                _full_parity_paused(contract, settings, control, bypass, phase, logs)
             if target >= Phase.DUAL_READ_DYNAMODB_PRIMARY:
                 bypass.enabled.clear()  # plain SQL must not write MySQL once it follows
                 _wait("the bypass writer to be idle", bypass.idle.is_set)
@@ -611,8 +614,9 @@ def _no_violations_from_now(control: Path) -> None:
 
 
 def _full_parity_paused(
-    contract: Any, settings: Settings, control: Path, bypass: Bypass, phase: Phase
-) -> None:
+    contract: Any, settings: Settings, control: Path, bypass: Bypass, phase: Phase,
+    logs: list[Path],
+) -> None:  # fmt: skip
     """Writers paused, the follower caught up: both stores agree item for item."""
     was = bypass.enabled.is_set()
     bypass.enabled.clear()
@@ -625,17 +629,27 @@ def _full_parity_paused(
                 result = replay(contract, settings)
                 assert result["error"] is None and result["left"] == 0, result
             report = validate(contract, settings)
+            differences = [d for t in report["tables"] for d in t["parity"]["differences"][:3]]
             assert report["success"], (
                 int(phase),
-                [
-                    (d["kind"], d["PK"], d.get("SK"), d.get("attributes"))
-                    for t in report["tables"]
-                    for d in t["parity"]["differences"][:3]
-                ],
+                [(d["kind"], d["PK"], d.get("SK"), d.get("attributes")) for d in differences],
+                _writes_told(read_log(logs), differences),
             )
     finally:
         if was:
             bypass.enabled.set()
+
+
+def _writes_told(ops: list[dict[str, Any]], differences: list[dict[str, Any]]) -> list[str]:
+    """The recorded writes of the users a parity check found different, one line each, for
+    the failure's message (CI keeps no log files)."""
+    keys = {int(d["PK"].split("#")[1]) for d in differences if d["PK"].startswith("USER#")}
+    return [
+        f"{o['proc']}.{o.get('thread')} {o['op']} {o['keys']} {o.get('col')}={o.get('value')} "
+        f"{o['outcome']} phase {o.get('phase')} {o['start']:.3f}-{o['end']:.3f}"
+        for o in sorted(ops, key=lambda o: o["start"])
+        if o["op"] != "read" and keys & set(o["keys"])
+    ][-30:]
 
 
 def _report_pauses(ops: list[dict[str, Any]], moves: list[tuple[int, int, float, float]]) -> None:

@@ -129,9 +129,15 @@ def test_closing_the_fence_waits_for_a_writer_that_holds_it(mysql: Callable[[], 
     closer_id = closer.thread_id()
     events: list[str] = []
     closed = threading.Event()
+    failed: list[BaseException] = []
+    thread = threading.Thread(target=lambda: None)
 
     def close() -> None:
-        close_mysql(closer, name, 2)
+        try:
+            close_mysql(closer, name, 2)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+            raise
         events.append("fence closed")
         closed.set()
 
@@ -149,7 +155,8 @@ def test_closing_the_fence_waits_for_a_writer_that_holds_it(mysql: Callable[[], 
                          (closer_id,))  # fmt: skip
             return closed.is_set() or rows[0][0] == 1
 
-        assert _until(closer_waits)
+        assert _until(lambda: bool(failed) or closer_waits()), "the closer never waited"
+        assert not failed, failed
         assert not closed.is_set(), "the fence closed while a writer of epoch 1 held it"
         events.append("writer committed")
         writer.commit()
@@ -160,7 +167,9 @@ def test_closing_the_fence_waits_for_a_writer_that_holds_it(mysql: Callable[[], 
         assert _fence_row(mysql, name) == (2, 0)
         assert _mysql_write(mysql, name, 1) == "moved"
     finally:
-        for conn in (writer, closer, admin):
+        writer.close()  # its lock released, the closer's thread ends before its connection
+        thread.join(WAIT)
+        for conn in (closer, admin):
             conn.close()
 
 

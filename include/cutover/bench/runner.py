@@ -3,10 +3,11 @@ same DynamoDB Local, so the ratios are what matters.
 
 Load: (a) the ceiling, pre-serialized and pre-signed BatchWriteItem bodies posted over
 keep-alive HTTP from several threads; (b) the baseline, the amazon provider's
-``DynamoDBHook.write_batch_data``; (c) cutover's loader. Extract: (d) the ``mysql`` client
-streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's extract. Routing:
-the dual-database layer's read and write latency in phases 1-4 against the same call
-straight to MySQL (``cutover.bench.routing``). Sync: the binlog read ceiling, the apply
+``DynamoDBHook.write_batch_data`` (single-threaded); (c) cutover's loader; (c') the loader's
+own client against botocore's at equal threads (``cutover.bench.clients``). Extract: (d) the
+``mysql`` client streaming the view to /dev/null; (e) ``pandas.read_sql``; (f) cutover's
+extract. Routing: the dual-database layer's read and write latency in phases 1-4 against the
+same call straight to MySQL (``cutover.bench.routing``). Sync: the binlog read ceiling, the apply
 rate over the same backlog and the end-to-end lag at a fixed write rate (``cutover.bench.sync``).
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 from cutover.aws import dynamodb_client
 from cutover.bench.ceiling import THREAD_COUNTS, Ceiling, choose_threads, fresh_table
 from cutover.bench.ceiling import attempt as ceiling_attempt
+from cutover.bench.clients import compare_clients, format_clients
 from cutover.bench.routing import format_routing, run_routing_bench
 from cutover.bench.sync import format_sync, run_sync_bench
 from cutover.bench.synthetic import bench_contract, build_source
@@ -352,6 +354,8 @@ def run_bench(
     out["loader_items_per_s"] = stats.items_per_s
     out["loader_cpu_us_per_item"] = stats.cpu_us_per_item
     out["loader_vs_baseline"] = out["loader_items_per_s"] / out["baseline_items_per_s"]
+    log.info("load: the loader's client against botocore's, %d threads each", workers)
+    out.update(compare_clients(bench_settings, client, name, bodies, workers))
     # measured again after the loader: whoever runs last has the warmest DynamoDB Local
     for n in full_counts:
         log.info("load: ceiling again after the loader, %d threads", n)
@@ -466,6 +470,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"{key:<28} {value:>14,}" if isinstance(value, int) else f"{key:<28} {value:>14,.2f}"
         )
     lines.append("")
+    if "botocore_items_per_s" in result:
+        lines += [format_clients(result), ""]
     if "routing" in result:
         lines += [format_routing(result["routing"]), ""]
     if "sync" in result:

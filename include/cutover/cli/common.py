@@ -17,9 +17,7 @@ Handler = Callable[[argparse.Namespace], int]
 Subparsers = argparse._SubParsersAction
 
 
-def add_command(
-    parent: Subparsers, name: str, func: Handler, help: str
-) -> argparse.ArgumentParser:
+def add_command(parent: Subparsers, name: str, func: Handler, help: str) -> argparse.ArgumentParser:
     p = parent.add_parser(name, help=help, description=help)
     p.set_defaults(func=func)
     return p

@@ -147,14 +147,15 @@ class BatchWriter:
     def _send(self, table: str, batch: list[str], stats: LoadStats) -> None:
         pending = batch
         attempt = 0
+        last = "UnprocessedItems in every reply"  # why the last attempt did not finish
         while pending:
             self.limiter.acquire(len(pending))
             try:
                 reply = self.http.post("BatchWriteItem", batch_body(table, pending))
-            except TransientError:
-                reply = None
+            except TransientError as exc:
+                reply, last = None, str(exc)
             if reply is None:
-                stats.add(requests=1, throttles=1)  # connection dropped: same as throttling
+                stats.add(requests=1, throttles=1)  # dropped or throttled: back off, again
             elif reply.status == 200:
                 if reply.body == _ALL_PROCESSED:  # the usual answer: no need to parse it
                     stats.add(items=len(pending), requests=1)
@@ -168,6 +169,7 @@ class BatchWriter:
                 stats.add(retried=len(pending))
             elif reply.error_code in RETRYABLE_CODES or reply.status >= 500:
                 stats.add(requests=1, throttles=1)
+                last = f"HTTP {reply.status} {reply.error_code}".rstrip()
             else:
                 stats.add(requests=1)
                 raise TerminalError(
@@ -179,6 +181,7 @@ class BatchWriter:
             if attempt >= self.backoff.max_attempts:
                 raise TransientError(
                     f"{len(pending)} items for table {table!r} still unprocessed after "
-                    f"{attempt} attempts; the table may be under-provisioned, retry later"
+                    f"{attempt} attempts at {self.http.endpoint} (last: {last}); if DynamoDB "
+                    "throttled, the table may be under-provisioned: retry later"
                 )
             time.sleep(self.backoff.delay(attempt))

@@ -102,16 +102,21 @@ def follow_plan(cur: Any, contract: str, change: Change, ident: str,
     row by different keys (its id, or the columns of its item key)."""
     where = "contract = %s AND tbl = %s AND row_key = %s"
     params = (contract, change.table, ident)
+    # The row made to exist and locked in one statement: two first changes of a row wait
+    # for each other here (a SELECT ... FOR UPDATE of a missing row locks nothing).
+    cur.execute(
+        f"INSERT INTO {q(FOLLOW_TABLE)} (contract, tbl, row_key, version, deleted, base, "
+        "col_versions, updated_at) VALUES (%s, %s, %s, 0, 0, 0, '{}', UTC_TIMESTAMP(6)) "
+        "ON DUPLICATE KEY UPDATE version = version",
+        params,
+    )
     cur.execute(f"SELECT version, deleted, base, col_versions FROM {q(FOLLOW_TABLE)} "
                 f"WHERE {where} FOR UPDATE", params)  # fmt: skip
     found = cur.fetchone()
-    if found is None:
-        last, deleted, base, cols = 0, False, 0, {}
-    else:
-        last, deleted = int(found[0]), bool(found[1])
-        # a row an earlier release recorded has no base: its last version stands for all
-        base = last if found[2] is None else int(found[2])
-        cols = {k: int(v) for k, v in json.loads(found[3] or "{}").items()}
+    last, deleted = int(found[0]), bool(found[1])
+    # a row an earlier release recorded has no base: its last version stands for all
+    base = last if found[2] is None else int(found[2])
+    cols = {k: int(v) for k, v in json.loads(found[3] or "{}").items()}
     plan: Change | None
     if change.op in ("put", "delete") and version > last:
         plan, base, cols, deleted = change, version, {}, change.op == "delete"
@@ -122,19 +127,11 @@ def follow_plan(cur: Any, contract: str, change: Change, ident: str,
         cols.update(dict.fromkeys(fresh, version))
         plan = replace(change, op="update", values=fresh) if fresh else None
     record = (max(last, version), int(deleted), base, json.dumps(cols, sort_keys=True))
-    if found is None:
-        cur.execute(
-            f"INSERT INTO {q(FOLLOW_TABLE)} (contract, tbl, row_key, version, deleted, "
-            "base, col_versions, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, "
-            "UTC_TIMESTAMP(6))",
-            (*params, *record),
-        )
-    else:
-        cur.execute(
-            f"UPDATE {q(FOLLOW_TABLE)} SET version = %s, deleted = %s, base = %s, "
-            f"col_versions = %s, updated_at = UTC_TIMESTAMP(6) WHERE {where}",
-            (*record, *params),
-        )
+    cur.execute(
+        f"UPDATE {q(FOLLOW_TABLE)} SET version = %s, deleted = %s, base = %s, "
+        f"col_versions = %s, updated_at = UTC_TIMESTAMP(6) WHERE {where}",
+        (*record, *params),
+    )
     return plan
 
 
@@ -235,10 +232,14 @@ class MySQLFollower:
         is not derived stays queued."""
         layer = self.layer
         if idents is None:
+
             def pending() -> list[tuple[str, str]]:
                 with layer.transaction() as cur:
-                    cur.execute(f"SELECT entity, source_key FROM {q(DERIVE_TABLE)} "
-                                "WHERE contract = %s ORDER BY queued_at", (self.contract,))
+                    cur.execute(
+                        f"SELECT entity, source_key FROM {q(DERIVE_TABLE)} "
+                        "WHERE contract = %s ORDER BY queued_at",
+                        (self.contract,),
+                    )
                     return [(str(e), str(k)) for e, k in cur.fetchall()]
 
             layer.mysql_call(self._ensure)
