@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from tests.dynamo_tables import drop_tables
 
+from cutover.backfill.checkpoints import list_runs, new_run_id
 from cutover.backfill.driver import backfill
 from cutover.backfill.handoff import handoff
-from cutover.backfill.run import BackfillRun, contract_sha256, list_runs, new_run_id
+from cutover.backfill.plan import contract_sha256
+from cutover.backfill.run import BackfillRun
 from cutover.binlog.position import Position
 from cutover.cli import EXIT_BAD_INPUT, main
 from cutover.contract.load import load_contract
@@ -204,12 +206,12 @@ def test_resume_run_id_resumes_that_run_with_its_partitions(
     assert code == EXIT_BAD_INPUT
     assert f"run {first.run_id}" in err and "--partitions 2" in err and "--new" in err
 
-    before = first._done("extract", first.partitions()[0].id)
+    before = first.checkpoints.done("extract", first.partitions()[0].id)
     code, out, err = _cli(world, "--resume", first.run_id, capsys=capsys)
     assert code == 0, err
     assert f"run {first.run_id}:" in out
     assert _finished(world, first.run_id) and not _finished(world, second.run_id)
-    assert first._done("extract", first.partitions()[0].id) == before, "extracted again"
+    assert first.checkpoints.done("extract", first.partitions()[0].id) == before, "extracted again"
     assert len(first.partitions()) == 2
 
     code, _, err = _cli(world, "--resume", first.run_id, capsys=capsys)

@@ -20,7 +20,8 @@ import pytest
 from tests.dynamo_tables import drop_tables
 from tests.helpers import RATED_CONTRACT, create_rated
 
-from cutover.backfill.run import BackfillRun, new_run_id
+from cutover.backfill.checkpoints import new_run_id
+from cutover.backfill.run import BackfillRun
 from cutover.contract.load import load_contract
 from cutover.contract.model import Contract
 from cutover.load.rate_limit import RunRate, WriteCost

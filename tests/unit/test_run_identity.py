@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from cutover.backfill.checkpoints import list_runs
 from cutover.backfill.driver import choose_run
-from cutover.backfill.run import BackfillRun, RunRefused, contract_sha256, list_runs
+from cutover.backfill.plan import RunRefused, contract_sha256, planned_settings
+from cutover.backfill.run import BackfillRun
 from cutover.contract.load import parse_contract
 from cutover.contract.model import Contract
 from cutover.extract.staging import Staging
@@ -70,7 +72,7 @@ def _plant(
     }
     if not legacy:
         doc["contract_sha256"] = contract_sha256(contract)
-        doc["settings"] = BackfillRun(contract, settings, run_id)._planned_settings(partitions)
+        doc["settings"] = planned_settings(settings, partitions)
     staging.write_json(doc, contract.name, "runs", run_id, "plan.json")
     if finished_at is not None:
         staging.write_json(
@@ -161,7 +163,7 @@ def test_a_plan_without_a_contract_hash_is_not_resumed_blindly(tmp_path: Path) -
 
 def test_the_plan_records_its_settings_but_no_password(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    recorded = BackfillRun(CONTRACT, settings, "r1")._planned_settings(3)
+    recorded = planned_settings(settings, 3)
     assert recorded["partitions"] == 3
     assert recorded["mysql"] == {"host": "127.0.0.1", "port": 3306, "user": "root",
                                  "database": "shop"}  # fmt: skip

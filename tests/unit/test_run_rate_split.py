@@ -14,7 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from cutover.backfill.run import ITEM_SCHEMA, BackfillRun, _write_parquet, contract_sha256
+from cutover.backfill.checkpoints import ITEM_SCHEMA, write_parquet
+from cutover.backfill.plan import contract_sha256, planned_settings
+from cutover.backfill.run import BackfillRun
 from cutover.contract.load import parse_contract
 from cutover.errors import ConfigError
 from cutover.extract.plan import Partition
@@ -183,7 +185,7 @@ def _plant(settings: Settings, run_id: str, rate: dict[str, Any] | None) -> Back
         "contract": CONTRACT.name,
         "contract_sha256": contract_sha256(CONTRACT),
         "planned_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC).isoformat(),
-        "settings": run._planned_settings(None),
+        "settings": planned_settings(run.settings, None),
         "high_water_marks": {},
         "partitions": [p.to_dict() for p in PARTS],
     }
@@ -197,7 +199,7 @@ def _plant(settings: Settings, run_id: str, rate: dict[str, Any] | None) -> Back
                 "body": bodies, "entity_type": ["WIDGETS"] * len(bodies),
                 "source_pk": ["{}"] * len(bodies), "version": [None] * len(bodies)}  # fmt: skip
         table = pa.table(rows, schema=ITEM_SCHEMA)
-        _write_parquet(run.staging, run.paths.of("items", f"{part.id}.parquet"), table)
+        write_parquet(run.staging, run.checkpoints.items_file(part.id), table)
     return run
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cutover.backfill.checkpoints import list_runs, new_run_id
 from cutover.backfill.handoff import handoff
-from cutover.backfill.run import BackfillRun, RunRefused, list_runs, new_run_id
+from cutover.backfill.plan import RunRefused
+from cutover.backfill.run import BackfillRun
 from cutover.contract.model import Contract
 from cutover.settings import Settings
 

@@ -30,7 +30,7 @@ NO_BINLOG = (
 def handoff(run: BackfillRun) -> dict[str, Any]:
     """Apply the changes since the run's snapshot position; records and returns what it did
     (done once per run: a resumed run does not apply them again)."""
-    if done := run.done("handoff", "all"):
+    if done := run.checkpoints.done("handoff", "all"):
         return done
     from cutover.phases.guard import refuse_mysql_to_dynamodb
     from cutover.sync.runner import handoff as sync_handoff
@@ -40,11 +40,11 @@ def handoff(run: BackfillRun) -> dict[str, Any]:
     position = run.plan_doc().get("binlog_position")
     if position is None:
         log.warning("run %s: %s", run.run_id, NO_BINLOG)
-        return run.mark("handoff", "all", {"unavailable": NO_BINLOG, "reasons": {}})
+        return run.checkpoints.mark("handoff", "all", {"unavailable": NO_BINLOG, "reasons": {}})
     start = Position.from_dict(position)
     report, rejected = sync_handoff(run.contract, run.settings, start)
     # a row the snapshot quarantined, or one derived again in several batches, counts once
-    seen = run.quarantined_keys(exclude=QUARANTINE_FILE)
+    seen = run.checkpoints.quarantined_keys(exclude=QUARANTINE_FILE)
     rejections = []
     for r in rejected:
         if (key := (r.table, r.entity_type, r.source_pk)) not in seen:
@@ -61,10 +61,10 @@ def handoff(run: BackfillRun) -> dict[str, Any]:
         "fallbacks": report["fallbacks"],
         "quarantined": sum(reasons.values()),
         "reasons": dict(sorted(reasons.items())),
-        "quarantine_file": run.write_quarantine(QUARANTINE_FILE, rejections),
+        "quarantine_file": run.checkpoints.write_quarantine(QUARANTINE_FILE, rejections),
         "unavailable": None,
     }
     log.info("run %s: handoff applied %d transactions from %s (%d items written, %d deleted)",
              run.run_id, record["transactions"], start, record["items_written"],
              record["items_deleted"])  # fmt: skip
-    return run.mark("handoff", "all", record)
+    return run.checkpoints.mark("handoff", "all", record)

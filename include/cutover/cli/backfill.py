@@ -13,7 +13,7 @@ from cutover.settings import Settings
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Without --resume or --new: resume the latest run when it has not finished, else start
     a new one. A run whose contract or --partitions changed is refused (exit 2)."""
-    from cutover.backfill.run import RunRefused
+    from cutover.backfill.plan import RunRefused
     from cutover.contract.load import load_contract
     from cutover.extract.staging import shown
     from cutover.stages import run_backfill
