@@ -6,13 +6,12 @@ where the layer writes MySQL only); and the traffic and the sync run in threads.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from cutover.contract.model import Contract
 from cutover.routing.layer import DualDatabase
-from cutover.sample.traffic import run_traffic
+from cutover.sample.traffic import WritePause, run_traffic
 from cutover.settings import Settings
 from cutover.sync.runner import run_sync
 
@@ -23,23 +22,45 @@ class TrafficThread:
 
     def __init__(self, layer: DualDatabase, log: Path, **options: Any) -> None:
         self.stop = threading.Event()
-        self.pause = threading.Event()
+        self.pause = WritePause()
         self.summary: dict[str, Any] = {}
         self.error: BaseException | None = None
+        self._requests = 0
+        self._counted = threading.Condition()
+
+        def counted(report: dict[str, Any]) -> None:
+            with self._counted:
+                self._requests = int(report["requests"])
+                self._counted.notify_all()
 
         def run() -> None:
             try:
                 self.summary = run_traffic(layer, duration=3600, log_path=log, stop=self.stop,
-                                           pause_writes=self.pause, **options)  # fmt: skip
+                                           pause_writes=self.pause, progress=counted,
+                                           progress_every=0.2, **options)  # fmt: skip
             except BaseException as exc:  # raised again by finish()
                 self.error = exc
 
         self.thread = threading.Thread(target=run, name="traffic", daemon=True)
         self.thread.start()
 
-    def quiet(self) -> None:
+    def wait_requests(self, n: int, timeout: float = 120) -> None:
+        """Wait until the traffic has made ``n`` more requests (what a stay in a phase is
+        measured in: requests, not seconds)."""
+        with self._counted:
+            target = self._requests + n
+            if not self._counted.wait_for(
+                lambda: self._requests >= target or not self.thread.is_alive(), timeout
+            ):
+                raise AssertionError(f"the traffic made fewer than {n} requests in {timeout} s")
+        if self.error:
+            raise self.error
+
+    def quiet(self, timeout: float = 60) -> None:
+        """Writes paused, and those in flight ended."""
         self.pause.set()
-        time.sleep(1.5)  # writes in flight finish
+        if not self.pause.wait_idle(timeout):
+            raise AssertionError(f"the traffic's writes in flight did not end in {timeout} s")
 
     def finish(self) -> dict[str, Any]:
         self.stop.set()

@@ -166,9 +166,9 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
     sync: SyncLoop | None = None
     figures: dict[str, Any] = {}
     try:
-        time.sleep(3)  # phase 1 traffic
+        traffic.wait_requests(30)  # phase 1 traffic
         _advance(api, store, contract, Phase.DUAL_WRITE)
-        time.sleep(3)
+        traffic.wait_requests(30)
         manifest = run_backfill(contract, settings)  # while the application writes MySQL
         assert manifest["handoff"]["transactions"] > 0  # it wrote during the copy
         sync = SyncLoop(contract, settings)  # from the handoff's checkpoint on
@@ -212,10 +212,10 @@ def test_traffic_runs_through_all_five_phases_without_a_failed_request(walk: Any
         assert parity["success"], _explain(parity, settings, log)
         assert run_reconcile(contract, settings, repair=True)["success"]
         traffic.pause.clear()
-        time.sleep(3)
+        traffic.wait_requests(30)
         layer.flush()
         _advance(api, store, contract, Phase.DYNAMODB_ONLY)
-        time.sleep(5)  # phase 5 traffic
+        traffic.wait_requests(50)  # phase 5 traffic
         figures["shadow"] = {3: shadow3, 4: shadow4}
     finally:
         try:

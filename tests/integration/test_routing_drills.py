@@ -162,10 +162,14 @@ class Drill:
         self.summary: dict[str, Any] = {}
         self._traffic = TrafficThread(self.layer, tmp / "traffic.jsonl", rate=15, threads=2,
                                       seed=5, flush_every=1000)  # fmt: skip
-        time.sleep(3)  # traffic before the fault
+        self._traffic.wait_requests(30)  # traffic before the fault
 
     def replay(self) -> dict[str, Any]:
         return replay(self.contract, self.settings)
+
+    def traffic_after(self, n: int) -> None:
+        """``n`` more requests of the traffic (after the store came back)."""
+        self._traffic.wait_requests(n)
 
     def __enter__(self) -> Drill:
         return self
@@ -359,9 +363,8 @@ def test_mysql_down_in_phase_4_is_served_by_dynamodb_and_replayed(
     settings, server = private_mysql
     with Drill(settings, tmp_path, Phase.DUAL_READ_DYNAMODB_PRIMARY) as drill:
         server.stop()
-        _wait("writes kept in DynamoDB's outbox", lambda: drill.layer.outbox_depth() >= 5)
-        time.sleep(2)
+        _wait("writes kept in DynamoDB's outbox", lambda: drill.layer.outbox_depth() >= 10)
         server.start()
         result = drill.replay()
-        assert result["error"] is None and result["replayed"]["dynamodb_outbox"] >= 5
-        time.sleep(2)
+        assert result["error"] is None and result["replayed"]["dynamodb_outbox"] >= 10
+        drill.traffic_after(20)

@@ -369,7 +369,7 @@ class Worker:
         self.tour = [a for a in TOUR if a not in SCANS or SCANS.index(a) % threads == index]
         self._choices = list(WRITES) + list(READS)
         self._weights = list(WRITES.values()) + list(READS.values())
-        self.pause_writes: threading.Event | None = None
+        self.pause_writes: WritePause | None = None
 
     # plumbing
 
@@ -436,8 +436,11 @@ class Worker:
 
     def act(self, action: str) -> None:
         """Run ``action``; one that finds nothing to act on runs its fallback instead, so
-        each tick is one request."""
+        each tick is one request (none when it comes to a write while writes are paused)."""
         for _ in range(4):
+            pause = self.pause_writes if action in WRITES else None
+            if pause is not None and not pause.begin_write():
+                return
             try:
                 getattr(self, action)()
                 return
@@ -448,6 +451,9 @@ class Worker:
             except Exception as exc:  # the action itself failed before its request
                 self.recorder.request(action, self._phase(), 0.0, exc)
                 return
+            finally:
+                if pause is not None:
+                    pause.end_write()
 
     def shopper(
         self,
@@ -843,6 +849,45 @@ def _now() -> dt.datetime:
 # --- the run ------------------------------------------------------------------------------
 
 
+class WritePause:
+    """Pauses the traffic's writes (its reads go on) and tells when none is in flight: a
+    write starts only while the pause is clear, and ``wait_idle`` waits for those started."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._paused = False
+        self._writing = 0
+
+    def set(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def clear(self) -> None:
+        with self._cond:
+            self._paused = False
+
+    def is_set(self) -> bool:
+        return self._paused
+
+    def begin_write(self) -> bool:
+        """A write may start (counted until ``end_write``); False while paused."""
+        with self._cond:
+            if self._paused:
+                return False
+            self._writing += 1
+            return True
+
+    def end_write(self) -> None:
+        with self._cond:
+            self._writing -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether, within ``timeout`` seconds, the pause is set and no write is in flight."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._paused and self._writing == 0, timeout)
+
+
 def run_traffic(
     layer: DualDatabase,
     *,
@@ -855,14 +900,15 @@ def run_traffic(
     stop: threading.Event | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     progress_every: float = PROGRESS_EVERY,
-    pause_writes: threading.Event | None = None,
+    pause_writes: WritePause | None = None,
 ) -> dict[str, Any]:
     """Act as the sample application through ``layer`` at ``rate`` requests/s over all
     ``threads``, for ``duration`` seconds or until ``stop`` is set (Ctrl-C too). Every
     ``flush_every`` seconds the layer's evidence is recorded (``layer.flush()``);
     ``progress`` gets {seconds, requests, failed, rate, phase} every ``progress_every``
     seconds. While ``pause_writes`` is set the threads only read (a full comparison of both
-    stores needs a moment without writes). Returns the summary; the layer stays open."""
+    stores needs a moment without writes; ``pause_writes.wait_idle()`` tells when the writes
+    in flight have ended). Returns the summary; the layer stays open."""
     if rate <= 0 or duration <= 0 or threads < 1:
         raise ConfigError(
             f"traffic needs a rate > 0, a duration > 0 and 1 or more threads; "
