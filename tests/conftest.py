@@ -68,6 +68,13 @@ def _order(item: pytest.Item) -> tuple[int, int]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_order)  # stable: a module's tests keep their order
+    for item in items:  # the layer's marker, from the folder, where a module does not say
+        layer = Path(item.path).parent.name
+        if (
+            layer in ("unit", "integration", "dags", "e2e")
+            and item.get_closest_marker(layer) is None
+        ):
+            item.add_marker(layer)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -21,7 +21,7 @@ from cutover.db import connect, query
 from cutover.errors import ConfigError, ContractError
 from cutover.settings import AwsCredentials, Settings
 
-pytestmark = pytest.mark.dags
+pytestmark = [pytest.mark.dags, pytest.mark.airflow]
 
 SECRET = "s3cr@t:pw/x"  # URL-quoted in URIs below
 SECRET_QUOTED = "s3cr%40t%3Apw%2Fx"

@@ -13,7 +13,7 @@ import pytest
 
 from cutover.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.dags
+pytestmark = [pytest.mark.dags, pytest.mark.airflow]
 
 SUFFIXES = {"prepare", "backfill", "validate", "reconcile", "sync", "phase_gate", "rollback"}
 # boto3 is not listed: declaring any Asset makes Airflow load every provider's asset-URI

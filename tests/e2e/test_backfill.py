@@ -28,7 +28,7 @@ from cutover.prepare import prepare
 from cutover.sample.generator import load_sample, planted_defects
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb]
 
 CONTRACT_PATH = PROJECT_ROOT / "contracts" / "ecommerce.json"
 

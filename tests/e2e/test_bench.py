@@ -17,7 +17,7 @@ from cutover.db import connect, query
 from cutover.db import quote_ident as q
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb]
 
 # Every figure `cutover bench` measures (a full run, with the backfill memory run).
 FIGURES = (
@@ -26,6 +26,10 @@ FIGURES = (
     "baseline_cpu_us_per_item",
     "loader_items_per_s",
     "loader_cpu_us_per_item",
+    "loader_http_items_per_s",
+    "loader_http_items_per_cpu_s",
+    "botocore_items_per_s",
+    "botocore_items_per_cpu_s",
     "mysql_client_rows_per_s",
     "pandas_rows_per_s",
     "extract_rows_per_s",
@@ -44,6 +48,8 @@ FIGURES = (
 RATIOS = {
     "loader_vs_baseline": ("loader_items_per_s", "baseline_items_per_s"),
     "loader_vs_ceiling": ("loader_items_per_s", "ceiling_items_per_s"),
+    "http_vs_botocore_items_per_s": ("loader_http_items_per_s", "botocore_items_per_s"),
+    "http_vs_botocore_per_cpu": ("loader_http_items_per_cpu_s", "botocore_items_per_cpu_s"),
     "extract_vs_mysql_client": ("extract_rows_per_s", "mysql_client_rows_per_s"),
     "extract_vs_pandas": ("extract_rows_per_s", "pandas_rows_per_s"),
     "parity_vs_plain_scan": ("parity_rows_per_s", "plain_scan_rows_per_s"),

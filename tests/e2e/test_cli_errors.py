@@ -12,7 +12,7 @@ import pytest
 
 from cutover.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql]
 
 CONTRACT = str(PROJECT_ROOT / "contracts" / "ecommerce.json")
 # Everything botocore's credential chain reads from the environment.

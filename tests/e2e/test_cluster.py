@@ -46,7 +46,14 @@ from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import phase_store, read_report, run_prepare, run_validate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.mysql,
+    pytest.mark.dynamodb,
+    pytest.mark.airflow,
+    pytest.mark.cluster,
+    pytest.mark.s3,
+]
 
 PASSWORD = "cluster-test"
 REDIS_DB = os.environ.get("CUTOVER_TEST_CLUSTER_REDIS_DB", "9")  # `make cluster` uses 5

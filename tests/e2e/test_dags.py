@@ -21,7 +21,7 @@ from cutover.sample.generator import load_sample, planted_defects
 from cutover.settings import LOCAL_DIR, PROJECT_ROOT, Settings
 from cutover.stages import phase_store
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb, pytest.mark.airflow]
 
 
 @pytest.fixture

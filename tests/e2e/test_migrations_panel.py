@@ -34,7 +34,13 @@ from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import phase_store, read_report, run_backfill, run_prepare, run_validate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.mysql,
+    pytest.mark.dynamodb,
+    pytest.mark.airflow,
+    pytest.mark.browser,
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 USERS = {"viewer": ("viewer", "viewer-pass"), "outsider": ("op", "outsider-pass")}

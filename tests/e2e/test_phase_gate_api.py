@@ -20,7 +20,7 @@ from cutover.phases.store import PhaseStore
 from cutover.prepare.control_table import ensure_control_table
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.dynamodb, pytest.mark.airflow]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ from cutover.stages import run_backfill, run_prepare
 from cutover.sync.runner import run_sync
 from cutover.validate.run import validate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb]
 
 KEYS = [3, 4, 5, 6]  # sample users with orders and carts: updated, never deleted
 SPARE = [950_001, 950_002, 950_003]  # users of their own: deleted and made again

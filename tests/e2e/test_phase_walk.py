@@ -42,7 +42,7 @@ from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare, run_reconcile, run_validate
 from cutover.sync.runner import run_sync
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb, pytest.mark.airflow]
 
 # A phase-3 shadow read that differs is read again after this long: DynamoDB follows MySQL a
 # sync run behind, so a read of a row just written may find its item not yet synced.

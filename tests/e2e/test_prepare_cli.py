@@ -12,7 +12,7 @@ import pytest
 
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb]
 
 
 def _cutover(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from cutover.settings import PROJECT_ROOT, Settings
 from cutover.validate.reconcile import reconcile
 from cutover.validate.run import validate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb]
 
 
 @pytest.fixture(scope="module")

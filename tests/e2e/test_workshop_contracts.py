@@ -36,7 +36,7 @@ from cutover.settings import PROJECT_ROOT, Settings
 from cutover.sync.runner import run_sync
 from cutover.validate.run import validate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.dynamodb, pytest.mark.s3]
 
 WORKSHOP = PROJECT_ROOT.parent / "shared" / "workshop"
 FIXTURES = Path(__file__).parents[1] / "fixtures"

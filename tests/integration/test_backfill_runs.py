@@ -34,7 +34,7 @@ from cutover.sync.applier import Applier
 from cutover.sync.runner import run_sync
 from cutover.transform.items import VERSION_ATTRIBUTE
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 ROWS = 60
 CONTRACT_DOC: dict[str, Any] = {

@@ -18,7 +18,7 @@ from cutover.load.batch_writer import BATCH_ITEMS, BatchWriter
 from cutover.load.dynamo_http import DynamoHttp, Prepared
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 ITEMS = 1_000  # 40 batches
 

@@ -10,7 +10,7 @@ import pytest
 from cutover.bench.runner import StageFailed, _child_peak_rss, format_table
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 
 def test_a_child_stage_that_exits_non_zero_is_a_failure_with_its_error(

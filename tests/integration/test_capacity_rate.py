@@ -14,7 +14,7 @@ from cutover.contract.load import parse_contract
 from cutover.errors import TerminalError
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 CONTRACT = parse_contract(
     {

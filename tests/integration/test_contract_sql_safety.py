@@ -21,7 +21,7 @@ from cutover.prepare import prepare
 from cutover.prepare.views import apply_views
 from cutover.settings import MySQLSettings, Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 LIBRARY = json.loads((Path(__file__).parents[1] / "fixtures" / "library_contract.json").read_text())
 DROP = "members.id = loans.member_id; DROP TABLE members"

@@ -17,7 +17,7 @@ from tests.drill_services import HOST, PrivateDynamoDB, PrivateMariaDB, free_por
 
 from cutover.local.services import port_open
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 SHARED_MYSQL_PORT = 3306
 

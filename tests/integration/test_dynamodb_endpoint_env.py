@@ -18,7 +18,7 @@ from cutover.load.batch_writer import BatchWriter
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 
 def test_the_loader_writes_where_aws_endpoint_url_dynamodb_points(

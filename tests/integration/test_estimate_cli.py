@@ -18,7 +18,7 @@ from cutover.estimate.sources import source_tables
 from cutover.sample.generator import load_sample
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
 

@@ -31,7 +31,7 @@ from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 from cutover.validate.export import ExportStats, export_segments
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 ITEMS = 600
 SEGMENTS = 2

@@ -28,7 +28,7 @@ from cutover.extract.staging import Staging
 from cutover.extract.stream import arrow_stream, select_list, stream_to_parquet, view_query
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 PARTITION = "Items.ITEM.0000"
 SCHEMA = """

@@ -16,7 +16,7 @@ from cutover.contract.source_schema import SourceSchema
 from cutover.db import connect, query
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 DDL = [
     "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(100), flag TINYINT(1), "

@@ -23,7 +23,7 @@ from cutover.load.batch_writer import Backoff, BatchWriter
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 
 class FaultyDynamo(DynamoProxy):

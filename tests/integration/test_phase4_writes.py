@@ -24,7 +24,7 @@ from cutover.routing.replay import replay
 from cutover.settings import Settings
 from cutover.stages import run_backfill
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 __all__ = ["migrated"]  # the fixture, shared with the layer's tests
 
 

@@ -37,7 +37,7 @@ from cutover.phases.store import ConcurrentChange, PhaseState, PhaseStore
 from cutover.prepare.control_table import ensure_control_table
 from cutover.settings import PROJECT_ROOT, Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 WAIT = 20.0  # the most any condition below is waited for
 

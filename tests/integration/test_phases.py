@@ -21,7 +21,7 @@ from cutover.phases.transitions import GateRefused, advance, check_gate, rollbac
 from cutover.prepare.control_table import ensure_control_table
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 
 def _contract(name: str, max_quarantined: int = 0) -> Contract:

@@ -44,7 +44,7 @@ from cutover.stages import run_backfill, run_prepare
 from cutover.sync.runner import run_sync
 from cutover.validate.run import validate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 _SHRINK = [
     "DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE user_id > 200)",

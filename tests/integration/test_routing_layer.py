@@ -33,7 +33,7 @@ from cutover.sync.runner import run_sync
 from cutover.transform.items import Item
 from cutover.validate.canonical import canonical_item
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 
 @pytest.fixture

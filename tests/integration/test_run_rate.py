@@ -28,7 +28,7 @@ from cutover.load.rate_limit import RunRate, WriteCost
 from cutover.prepare import prepare
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 ROWS = 800  # 4 partitions of 200 items: 2 s at 100 items/s each
 PARTITIONS = 4

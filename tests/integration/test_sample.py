@@ -11,7 +11,7 @@ from cutover.db import connect, query
 from cutover.sample.generator import load_sample, planted_defects
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 TABLES = ("users", "categories", "products", "shopping_carts", "orders", "order_items")
 
 

@@ -11,7 +11,7 @@ import pytest
 from cutover.local.services import DynamoLocal, status
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 
 def _free_port() -> int:

@@ -33,7 +33,7 @@ from cutover.stages import run_backfill, run_prepare, run_validate
 from cutover.summary import demo_summary
 from cutover.validate.suites import GxWorkspace
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb, pytest.mark.s3]
 
 
 def _project(name: str) -> str:

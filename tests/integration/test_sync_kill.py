@@ -32,7 +32,7 @@ from cutover.sync.runner import run_sync
 from cutover.transform.items import VERSION_ATTRIBUTE
 from cutover.validate.run import validate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 KEYS = 30
 CONTRACT = {

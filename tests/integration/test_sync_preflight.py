@@ -21,7 +21,7 @@ from cutover.errors import ServiceError
 from cutover.settings import MySQLSettings
 from cutover.sync.preflight import Problem, preflight, preflight_lines
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 DATABASE = "pf"
 # As the sync needs it, but for a binlog expiring after one day (see the retention tests).

@@ -18,7 +18,7 @@ from cutover.prepare.control_table import CONTROL_TABLE, ensure_control_table
 from cutover.prepare.tables import TableChange, ensure_tables
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 
 def _a(name: str, type_: str) -> dict[str, Any]:

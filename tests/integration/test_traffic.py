@@ -30,7 +30,7 @@ from cutover.sample.traffic import ACTIONS, run_traffic, summary_lines
 from cutover.settings import PROJECT_ROOT, Settings
 from cutover.stages import run_backfill, run_prepare
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.dynamodb]
 
 CONTRACT = PROJECT_ROOT / "contracts" / "ecommerce.json"
 

@@ -17,7 +17,7 @@ from cutover.errors import ContractError
 from cutover.prepare.views import apply_views
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 SCHEMA = """
 CREATE TABLE categories (id INT PRIMARY KEY, name VARCHAR(50), parent_id INT NULL);

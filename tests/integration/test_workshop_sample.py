@@ -13,7 +13,7 @@ from cutover.db import connect, query
 from cutover.sample.workshop import apply_schema, generate, load
 from cutover.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.mysql]
 
 SCHEMA = (Path(__file__).parents[2] / ".." / "shared" / "workshop" / "schema.sql").resolve()
 TABLES = ("users", "categories", "products", "shopping_carts", "orders", "order_items")
