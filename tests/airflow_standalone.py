@@ -140,6 +140,10 @@ def _env(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor keeps one process per slot
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        # the heartbeat an approval waits on (see trigger_and_answer), every second: not 5
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        # a task's retry after a transient error comes within the tests' waits (30 s else)
+        "CUTOVER_TASK_RETRY_DELAY": "2",
         "CUTOVER_CONTRACTS_DIR": str(contracts),
         # standalone starts its components as `airflow …` from PATH
         "PATH": f"{_airflow_bin().parent}:{os.environ.get('PATH', '')}",
@@ -208,8 +212,13 @@ def trigger_and_answer(
     api.wait(f"DAG {dag_id} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{dag_id}"))
     run_id = _trigger(api, dag_id, {"target_phase": target})
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
-    details = api.wait("the approval to wait for input",
-                       lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"])  # fmt: skip
+    try:
+        details = api.wait(
+            "the approval to wait for input",
+            lambda: api.call("GET", f"{path}/hitlDetails")["hitl_details"],
+        )
+    except AssertionError as exc:  # say where the run stands: which task, in which state
+        raise AssertionError(f"{exc}; the run's tasks: {run_tasks(api, path)}") from None
     assert details[0]["task_instance"]["task_id"] == "approve"
     for shown in (expect_in_body,) if isinstance(expect_in_body, str) else expect_in_body:
         assert shown in details[0]["body"]  # the evidence is shown to the approver

@@ -11,7 +11,9 @@ from cutover.settings import Settings
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     """WCUs, time, client cores and on-demand cost of a contract's load, for the rows at
-    hand and for 100 million and 1 billion rows in the same mix."""
+    hand and for 100 million and 1 billion rows in the same mix; and the cost and time of
+    validating the tables by export or by Scan, at the items at hand, 100 million and 1
+    billion."""
     from cutover.contract.load import load_contract
     from cutover.estimate import EstimateOptions, parse_rows, run_estimate
     from cutover.estimate.report import format_estimate
@@ -29,6 +31,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         cores=args.cores,
         cpu_us_per_item=args.cpu_us_per_item,
         **({"price_per_million_wru": args.price} if args.price is not None else {}),
+        read_capacity=args.read_capacity,
+        pitr_enabled=args.pitr,
+        **(
+            {"export_gb_per_hour": args.export_gb_per_hour}
+            if args.export_gb_per_hour is not None
+            else {}
+        ),
     )
     settings = None if args.offline else Settings.from_env()
     estimate = run_estimate(contract, settings, options)
@@ -42,7 +51,7 @@ def register(sub: Subparsers) -> None:
         "estimate",
         cmd_estimate,
         "size a contract's load: WCUs, time, client cores and on-demand cost, as it is and "
-        "at 100 million and 1 billion rows",
+        "at 100 million and 1 billion rows, and its validation: export vs Scan",
     )
     p.add_argument("contract", help="path of the contract JSON")
     p.add_argument(
@@ -94,5 +103,23 @@ def register(sub: Subparsers) -> None:
         type=positive(float),
         metavar="USD",
         help="on-demand write price (default 0.625: us-east-1, standard table class)",
+    )
+    p.add_argument(
+        "--read-capacity",
+        type=positive(float),
+        metavar="RCU",
+        help="provisioned read capacity of each table in RCU/s, for the validation Scan "
+        "(default: the contract's read_capacity, else on-demand's 40,000 RRU/s quota)",
+    )
+    p.add_argument(
+        "--pitr",
+        action="store_true",
+        help="the tables have point-in-time recovery already: an export adds no PITR month",
+    )
+    p.add_argument(
+        "--export-gb-per-hour",
+        type=positive(float),
+        metavar="GB",
+        help="assumed pace of a DynamoDB export (default 100; AWS publishes none)",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -141,4 +141,62 @@ def format_estimate(est: dict[str, Any], contract_path: str) -> str:
         f"{client['cores']} cores when slower; cores: what keeps up with the capacity",
     ]
     lines += [f"note: {n}" for n in est["notes"]]
+    if "validation" in est:
+        lines += ["", *format_validation(est["validation"], "given" in methods)]
     return "\n".join(lines)
+
+
+def _gb(gb: float) -> str:
+    return f"{gb:,.1f}" if gb >= 10 else f"{gb:.3g}"
+
+
+def format_validation(val: dict[str, Any], given: bool = False) -> list[str]:
+    """The validation section: one table, per scenario its tables and their total."""
+    prices = val["prices"]
+    lines = [
+        "validation: reading the tables back, DynamoDB export to S3 vs parallel Scan "
+        f"({prices['region']} list prices as of {prices['as_of']}; export time assumed)",
+        "",
+    ]
+    rows = []
+    for s in val["scenarios"]:
+        name = _scenario_name(s, given)
+        tables = s["tables"]
+        parts = [(t["table"], t) for t in tables]
+        if len(tables) > 1:
+            parts.append(("total", None))
+        for i, (table, t) in enumerate(parts):
+            row = t or s
+            scan = row["scan"]
+            rows.append(
+                [
+                    name if i == 0 else "",
+                    table,
+                    f"{row['items']:,}",
+                    _gb(row["gb"]),
+                    money(row["export"]["cost_usd"]),
+                    duration(row["export"]["seconds"]),
+                    f"{scan['read_units']:,.0f}",
+                    money(scan["cost_usd"]),
+                    duration(scan["seconds"]),
+                    scan.get("bound", ""),
+                ]
+            )
+    lines += _table(
+        [
+            "",
+            "table",
+            "items",
+            "GB",
+            "export cost",
+            "export time",
+            "scan RRU",
+            "scan cost",
+            "scan time",
+            "bound by",
+        ],
+        rows,
+        left={0, 1, 9},
+    )
+    lines += [""] + [f"note: {n}" for n in val["notes"]]
+    return lines

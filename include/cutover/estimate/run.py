@@ -1,5 +1,7 @@
 """`cutover estimate`: write units, time, client cores and on-demand cost of a contract's
-load, for the rows at hand and scaled to 100 million and 1 billion rows."""
+load, for the rows at hand and scaled to 100 million and 1 billion rows; and what reading the
+tables back for validation costs and takes, by export or by Scan, for the items at hand and
+at 100 million and 1 billion items."""
 
 from __future__ import annotations
 
@@ -33,9 +35,21 @@ from cutover.estimate.sources import (
     source_tables,
     typed_profile,
 )
+from cutover.estimate.validation import (
+    EXPORT_GB_PER_HOUR,
+    ON_DEMAND_READ_QUOTA,
+    ExportAssumption,
+    Prices,
+    ReadCapacity,
+    ScanClient,
+    TableValidation,
+    ValidationScenario,
+    table_items,
+)
 from cutover.settings import Settings
 
 SCALED_ROWS = (100_000_000, 1_000_000_000)
+SCALED_ITEMS = (100_000_000, 1_000_000_000)
 DEFAULT_SAMPLE = 5_000
 
 
@@ -53,6 +67,12 @@ class EstimateOptions:
     price_per_million_wru: float = PRICE_PER_MILLION_WRU
     bench_json: Path = BENCH_JSON
     scaled_rows: tuple[int, ...] = SCALED_ROWS
+    # validation: reading the tables back by export or by Scan
+    read_capacity: float | None = None  # provisioned RCU/s per table, for the Scan
+    pitr_enabled: bool = False  # the tables have PITR already: an export adds no PITR month
+    export_gb_per_hour: float = EXPORT_GB_PER_HOUR  # assumed
+    scan_consistent_read: bool = False
+    scaled_items: tuple[int, ...] = SCALED_ITEMS
 
 
 def parse_rows(values: list[str] | None) -> tuple[dict[str, int], int | None]:
@@ -91,6 +111,16 @@ def _capacity(table: Table, options: EstimateOptions) -> Capacity:
             table.cutover.write_capacity, "provisioned", "the contract's write_capacity"
         )
     return Capacity(ON_DEMAND_TABLE_QUOTA, "on-demand", "the default table quota")
+
+
+def _read_capacity(table: Table, options: EstimateOptions) -> ReadCapacity:
+    if options.read_capacity is not None:
+        return ReadCapacity(options.read_capacity, "provisioned", "--read-capacity")
+    if table.cutover.billing_mode == "PROVISIONED" and table.cutover.read_capacity:
+        return ReadCapacity(
+            table.cutover.read_capacity, "provisioned", "the contract's read_capacity"
+        )
+    return ReadCapacity(ON_DEMAND_READ_QUOTA, "on-demand", "the default table quota")
 
 
 def _given_counts(tables: list[str], options: EstimateOptions, why: str) -> dict[str, RowCount]:
@@ -209,6 +239,7 @@ def run_estimate(
         scenario(f"{n:,} rows", scale_rows(mix, n)) for n in options.scaled_rows
     ]
     notes.extend(_notes(contract, counts, profiles, capacities, client, options))
+    validation = _validation(contract, profiles, rows, mix, options)
     return {
         "contract": contract.name,
         "rows_from": rows_from,
@@ -229,7 +260,115 @@ def run_estimate(
         "price_per_million_wru": options.price_per_million_wru,
         "scenarios": [s.to_dict() for s in scenarios],
         "notes": notes,
+        "validation": validation,
     }
+
+
+def _validation(
+    contract: Contract,
+    profiles: list[SourceProfile],
+    rows: Mapping[str, int],
+    mix: Mapping[str, int],
+    options: EstimateOptions,
+) -> dict[str, Any]:
+    """The validation section: per table and in all, what reading the tables back costs and
+    takes by export and by Scan, for the items of ``rows`` and for ``options.scaled_items``
+    items in the tables' mix of items (that of ``mix``)."""
+    from cutover.validate.export import DEFAULT_WORKERS, segments_for  # pulls in pyarrow
+
+    prices = Prices()
+    export = ExportAssumption(
+        gb_per_hour=options.export_gb_per_hour, pitr_enabled=options.pitr_enabled
+    )
+    client = ScanClient(DEFAULT_WORKERS, consistent_read=options.scan_consistent_read)
+    reads = {t.table: _read_capacity(t, options) for t in contract.tables}
+
+    def scenario(label: str, items: Mapping[str, tuple[float, float]]) -> ValidationScenario:
+        return ValidationScenario(
+            label,
+            [
+                TableValidation(
+                    name, n, size, segments_for(round(n)), reads[name], client, export, prices
+                )
+                for name, (n, size) in items.items()
+            ],
+        )
+
+    here = table_items(profiles, rows)
+    in_mix = table_items(profiles, mix)
+    weights = {name: round(n) for name, (n, _) in in_mix.items()}
+    if sum(weights.values()) <= 0:
+        weights = dict.fromkeys(weights, 1)
+    scenarios = [scenario("contract", here)] + [
+        scenario(
+            f"{target:,} items",
+            {name: (float(n), in_mix[name][1]) for name, n in scale_rows(weights, target).items()},
+        )
+        for target in options.scaled_items
+    ]
+    return {
+        "prices": prices.to_dict(),
+        "export": export.to_dict(),
+        "scan_client": client.to_dict(),
+        "read_capacity": {name: r.to_dict() for name, r in reads.items()},
+        "scenarios": [s.to_dict() for s in scenarios],
+        "notes": _validation_notes(prices, export, client, reads, options),
+    }
+
+
+def _usd(price: float) -> str:
+    """``$0.10``, ``$0.125``: at least two decimals, more where the price has them."""
+    text = f"{price:.2f}"
+    return f"${text}" if float(text) == price else f"${price:g}"
+
+
+def _validation_notes(
+    prices: Prices,
+    export: ExportAssumption,
+    client: ScanClient,
+    reads: Mapping[str, ReadCapacity],
+    options: EstimateOptions,
+) -> list[str]:
+    rru = "1 RRU" if client.consistent_read else "0.5 RRU"
+    notes = [
+        f"prices: {prices.region} list prices as of {prices.as_of} (standard table class): "
+        f"export {_usd(prices.export_per_gb)} per GB of table size (items x mean item size, "
+        f"GB of 2^30 bytes), PITR {_usd(prices.pitr_per_gb_month)} per GB-month, on-demand "
+        f"reads {_usd(prices.per_million_rru)} per million RRU",
+        "export: reads no table capacity"
+        + (
+            ""
+            if export.pitr_enabled
+            else "; its cost includes one month of point-in-time recovery (PITR), which an "
+            "export needs (an upper bound: PITR is billed by the hour; --pitr if the tables "
+            "have it)"
+        )
+        + ". Its time is an ASSUMPTION, AWS publishes no export throughput: "
+        f"{export.fixed_seconds / 60:g} min + {export.gb_per_hour:g} GB/h per table "
+        "(--export-gb-per-hour), the tables' exports side by side",
+        f"scan: {'strongly' if client.consistent_read else 'eventually'} consistent, {rru} "
+        "per 4 KB read (a page is charged on its items' total size, not item by item"
+        + (
+            ""
+            if client.consistent_read
+            else "; cutover validate's own Scan reads with ConsistentRead: twice the RRU and cost"
+        )
+        + "); time: the longer of the reads at the read capacity and "
+        f"{client.threads} threads x {client.items_per_s_per_thread:,.0f} items/s (cutover's "
+        "Scan client), tables one after another; cost at on-demand prices",
+        "not counted: re-deriving the expected items from MySQL and comparing them (the same "
+        "for either path), the S3 storage of the export's files",
+    ]
+    if options.capacity is not None and options.read_capacity is None:
+        on_demand = sorted(n for n, r in reads.items() if r.mode == "on-demand")
+        if on_demand:
+            notes.append(
+                "--capacity sets write capacity only: the Scan of "
+                + ", ".join(on_demand)
+                + f" is timed at on-demand's {ON_DEMAND_READ_QUOTA:,} RRU/s; --read-capacity "
+                "sets provisioned reads"
+            )
+    return notes
 
 
 def _notes(
