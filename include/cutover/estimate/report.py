@@ -147,7 +147,10 @@ def format_estimate(est: dict[str, Any], contract_path: str) -> str:
 
 
 def _gb(gb: float) -> str:
-    return f"{gb:,.1f}" if gb >= 10 else f"{gb:.3g}"
+    """``392.9``, ``2.54``, ``0.0021``."""
+    if gb >= 10:
+        return f"{gb:,.1f}"
+    return f"{gb:.2f}" if gb >= 0.01 or not gb else f"{gb:.2g}"
 
 
 def format_validation(val: dict[str, Any], given: bool = False) -> list[str]:

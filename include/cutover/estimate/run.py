@@ -435,6 +435,6 @@ def _notes(
         "index writes: an item is written into a GSI only when it has the index's key "
         "attributes; KEYS_ONLY and INCLUDE entries are sized on the keys and projected "
         "attributes only. Tables load one after another; the cost counts the load's writes "
-        "only (no reads, storage, catch-up or validation)"
+        "only (no reads, storage or catch-up; validation has its own table below)"
     )
     return notes

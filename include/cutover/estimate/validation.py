@@ -13,8 +13,9 @@ wait for any table, then longer the larger the table (``EXPORT_FIXED_SECONDS`` a
 Scan: a Scan reads pages of up to 1 MB, and a page is charged on the sum of the sizes of the
 items it evaluates, rounded up to 4 KB (as a Query is), not item by item as GetItem: one read
 unit per 4 KB strongly consistent, half of one eventually consistent. A page ends on the item
-that takes it past 1 MB, so each page but the last ends inside a 4 KB unit and rounds up one
-more: ``ceil(bytes / 4 KB) + pages - 1`` units in all. Time: the longer of the reads at the
+that takes it past 1 MB, so a page but the last ends, as a rule, inside a 4 KB unit and
+rounds up one more: ``ceil(bytes / 4 KB) + pages - 1`` units in all (one unit a page too
+many at worst, 0.4%). Time: the longer of the reads at the
 table's read capacity (provisioned RCU, or on-demand's per-table quota) and the client's
 pace (``threads`` threads at ``items_per_s_per_thread`` items/s each).
 
