@@ -20,6 +20,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         report_path=args.report,
         sample=args.sample,
         max_keys=args.max_keys,
+        read=args.read,
     )
     print_validation(report)
     print(f"report: {shown(report['report'])}")
@@ -33,3 +34,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--sample", type=float, help="compare only this fraction of keys (0-1]")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--max-keys", type=int, default=50, help="differing keys listed per table")
+    p.add_argument(
+        "--read",
+        choices=("auto", "export", "scan"),
+        default="auto",
+        help="read DynamoDB with a Scan, or from an export to the s3:// storage URL (needs "
+        "point-in-time recovery; reads no capacity); auto: an export for tables over 10 GiB "
+        "with PITR on",
+    )

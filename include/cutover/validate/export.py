@@ -184,9 +184,10 @@ def _scan_page(
     )
 
 
-def _rows(
+def side_rows(
     items: list[dict[str, Any]], table: Table, classify: EntityClassifier
 ) -> dict[str, list[Any]]:
+    """The actual side's columns (SIDE_SCHEMA) for ``items`` in DynamoDB JSON."""
     rows: dict[str, list[Any]] = {k: [] for k in SIDE_SCHEMA.names}
     for item in items:
         pk = key_text(item.get(table.pk))
@@ -244,7 +245,7 @@ def export_segments(
             took = time.perf_counter() - asked
             items = page.get("Items", [])
             if items:
-                writer.write_table(pa.table(_rows(items, table, classify), schema=SIDE_SCHEMA))
+                writer.write_table(pa.table(side_rows(items, table, classify), schema=SIDE_SCHEMA))
             progress.update(stats.page_read(len(items), took))
             last = page.get("LastEvaluatedKey")
             if not last:

@@ -14,6 +14,10 @@ import duckdb
 from cutover.validate.canonical import differences
 
 BUCKETS = 4096
+# Differences kept whole (key, both sides) beyond the report's ``max_keys``, for a recheck
+# that reads them again (``cutover.validate.export_read``): a table with more than this many
+# differences is broken beyond what re-reading near an export's instant explains.
+KEEP_DIFFERING = 10_000
 
 
 @dataclass
@@ -43,6 +47,11 @@ class TableParity:
     duplicate_source_pks: dict[str, list[str]] = field(default_factory=dict)
     buckets: int = BUCKETS
     differing_buckets: int = 0
+    # (kind, entity, pk, sk, expected canon, actual canon) of the first KEEP_DIFFERING
+    # differences; not in the report
+    differing: list[tuple[str, str, str, str | None, str | None, str | None]] = field(
+        default_factory=list, repr=False
+    )
 
     def entity(self, name: str) -> EntityParity:
         return self.entities.setdefault(name, EntityParity(name))
@@ -59,6 +68,20 @@ class TableParity:
             "differing_buckets": self.differing_buckets,
             "differences": self.differences,
         }
+
+
+def difference(kind: str, entity: str, pk: str, sk: str | None, expected: str | None,
+               actual: str | None) -> dict[str, Any]:  # fmt: skip
+    """One difference as the report lists it (``kind``: missing, extra or mismatch)."""
+    return {
+        "kind": kind,
+        "entity": entity,
+        "PK": pk,
+        "SK": sk,
+        "attributes": differences(expected, actual) if kind == "mismatch" else [],
+        "expected": expected,
+        "actual": actual,
+    }
 
 
 def _key(side: str, sample: float | None) -> str:
@@ -120,6 +143,9 @@ def compare_table(
             for epk, esk, apk, ask, eent, aent, ecanon, acanon in rows:
                 kind = "extra" if epk is None else "missing" if apk is None else "mismatch"
                 entity = eent or aent
+                if len(result.differing) < KEEP_DIFFERING:
+                    pk, sk = (epk, esk) if epk is not None else (apk, ask)
+                    result.differing.append((kind, entity, pk, sk, ecanon, acanon))
                 stats = result.entity(entity)
                 if kind == "extra":
                     stats.extra += 1
@@ -128,17 +154,8 @@ def compare_table(
                 else:
                     stats.mismatched += 1
                 if len(result.differences) < max_keys:
-                    result.differences.append(
-                        {
-                            "kind": kind,
-                            "entity": entity,
-                            "PK": epk if epk is not None else apk,
-                            "SK": esk if epk is not None else ask,
-                            "attributes": differences(ecanon, acanon) if kind == "mismatch" else [],
-                            "expected": ecanon,
-                            "actual": acanon,
-                        }
-                    )
+                    pk, sk = (epk, esk) if epk is not None else (apk, ask)
+                    result.differences.append(difference(kind, entity, pk, sk, ecanon, acanon))
     finally:
         db.close()
     return result

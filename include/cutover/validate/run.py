@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from cutover.aws import dynamodb_client
 from cutover.contract.model import Contract, Table
 from cutover.db import connect
 from cutover.extract.staging import Staging
@@ -19,6 +20,7 @@ from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 from cutover.validate.expected import expected_items
 from cutover.validate.export import SCAN_TIMEOUT, export_segments
+from cutover.validate.export_read import export_wanted, read_export, recheck
 from cutover.validate.independent import export_figures, plan_checks, source_figures
 from cutover.validate.parity import TableParity, compare_table
 from cutover.validate.suites import GxRunner, GxWorkspace, ensure_suites, suite_path
@@ -76,16 +78,34 @@ def validate_table(
     *,
     sample: float | None = None,
     max_keys: int = 50,
+    read: str = "auto",
+    tag: str = "",
 ) -> dict[str, Any]:
+    """Validate one table. ``read`` says how DynamoDB's side is read: a Scan, an export to
+    the storage URL (``cutover.validate.export_read``), or "auto" (an export where it pays);
+    ``tag`` names the validation (its export's folder)."""
     expected_file = work / table.table / "expected.parquet"
     actual_dir = work / table.table / "actual"
+    table_name = settings.table_prefix + table.table
+    client = dynamodb_client(settings)
+    exported = None
+    if export_wanted(client, table_name, settings.staging, read):
+        # the export first: MySQL's side is derived after its instant, never before
+        exported = read_export(client, table, table_name, settings.staging, actual_dir, tag)
     rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
-    http = DynamoHttp(settings, timeout=SCAN_TIMEOUT)
-    try:
-        export = export_segments(http, table, settings.table_prefix + table.table, actual_dir)
-    finally:
-        http.close()
+    export: dict[str, Any]
+    if exported is None:
+        http = DynamoHttp(settings, timeout=SCAN_TIMEOUT)
+        try:
+            scanned = export_segments(http, table, table_name, actual_dir)
+        finally:
+            http.close()
+        export, exported_items = {"read": "scan", **scanned.to_dict()}, scanned.items
+    else:
+        export, exported_items = exported.to_dict(), exported.items
     parity = compare_table(table.table, expected_file, actual_dir, sample=sample, max_keys=max_keys)
+    if exported is not None:
+        export["recheck"] = recheck(parity, client, table, table_name, max_keys)
     conn = connect(settings.mysql)
     try:
         checks = _independent(conn, table, parity, rejected_pks, actual_dir)
@@ -108,8 +128,8 @@ def validate_table(
     return {
         "table": table.table,
         "success": all(s["success"] for s in suites),
-        "exported_items": export.items,
-        "export": export.to_dict(),
+        "exported_items": exported_items,
+        "export": export,
         "quarantined_in_source": dict(rejected),
         "parity": parity.to_dict(),
         "independent_checks": {"total": len(checks), "failed": failed_checks},
@@ -125,9 +145,11 @@ def validate(
     max_keys: int = 50,
     work_dir: Path | None = None,
     tables: list[str] | None = None,
+    read: str = "auto",
 ) -> dict[str, Any]:
-    """Validate every table of the contract (or those named in ``tables``);
-    ``report["success"]`` says whether every GX suite passed."""
+    """Validate every table of the contract (or those named in ``tables``), DynamoDB's side
+    read as ``read`` says (see ``validate_table``); ``report["success"]`` says whether every
+    GX suite passed."""
     if sample is not None and not 0 < sample <= 1:
         raise ValueError("--sample is a fraction in (0, 1]")
     ensure_suites(contract)
@@ -135,9 +157,20 @@ def validate(
     workspace.pull()  # an s3:// storage URL: the GX project comes down to a local cache
     gx = gx_runner(workspace.root)
     started = dt.datetime.now(dt.UTC)
+    tag = started.strftime("%Y%m%dT%H%M%S%fZ")
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="cutover-validate-") as tmp:
         results = [
-            validate_table(contract, t, settings, Path(tmp), gx, sample=sample, max_keys=max_keys)
+            validate_table(
+                contract,
+                t,
+                settings,
+                Path(tmp),
+                gx,
+                sample=sample,
+                max_keys=max_keys,
+                read=read,
+                tag=tag,
+            )
             for t in contract.tables
             if tables is None or t.table in tables
         ]
