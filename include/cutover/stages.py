@@ -80,6 +80,7 @@ def validation_evidence(report: dict[str, Any]) -> dict[str, Any]:
         "run_id": report["started_at"],
         "success": report["success"],
         "sample": report["sample"],
+        "binlog_position": report.get("binlog_position"),
         "tables": {
             t["table"]: {e: round(v["value_parity"], 6) for e, v in t["parity"]["entities"].items()}
             for t in report["tables"]
@@ -103,6 +104,30 @@ def run_validate(contract: Contract, settings: Settings, report_path: str | None
     if kwargs.get("tables") is None:
         record(settings, contract, "validate", validation_evidence(report))
     return report
+
+
+def run_changed_keys(contract: Contract, settings: Settings) -> dict[str, Any]:
+    """Changed-key parity since the last full validation (or the last changed-key parity):
+    its report, and its evidence with the age of the full validation it extends."""
+    import datetime as dt
+
+    from cutover.validate.changed_keys import changed_key_parity, since_last_check
+
+    evidence = phase_store(settings).evidence(contract.name)
+    result = changed_key_parity(contract, settings, since_last_check(evidence))
+    result["report"] = write_report(Staging(settings.staging), "changed_keys", contract.name,
+                                    result)  # fmt: skip
+    validated = (evidence.get("validate") or {}).get("run_id")
+    age = None
+    if validated:
+        age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(validated)).total_seconds()
+    record(settings, contract, "changed_keys", {
+        "run_id": result["run_id"], "success": result["success"], "since": result["since"],
+        "until": result["until"], "items_compared": result["items_compared"],
+        "differences": result["missing"] + result["extra"] + result["mismatched"],
+        "not_covered": result["not_covered"], "validated_at": validated,
+        "validation_age_seconds": None if age is None else round(age)})  # fmt: skip
+    return result
 
 
 def run_reconcile(contract: Contract, settings: Settings, **kwargs: Any) -> dict[str, Any]:

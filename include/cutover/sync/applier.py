@@ -98,6 +98,18 @@ class Applier:
         """Derive and write what ``refs`` ask, every write guarded by ``version``;
         ``before_write`` may still call the batch off (it raises) once the items are
         derived."""
+        puts, removals, result = self.derive(conn, refs)
+        if before_write is not None:
+            before_write()
+        self._write(puts, removals, version, result)
+        return result
+
+    def derive(
+        self, conn: Any, refs: Iterable[Ref]
+    ) -> tuple[dict[tuple[str, str], Item], set[tuple[str, str]], BatchResult]:
+        """What ``refs`` ask of DynamoDB, derived from MySQL now and not written: the items
+        to put by (table, key), the (table, key) of items to remove, and the counts so far.
+        The sync writes them; changed-key parity compares them with what DynamoDB holds."""
         by_kind: dict[type, list[Any]] = defaultdict(list)
         for ref in refs:
             by_kind[type(ref)].append(ref)
@@ -143,10 +155,7 @@ class Applier:
                 if items.get(key) == canonical_item(json.loads(puts[(table, key)].body)):
                     del puts[(table, key)]
                     result.unchanged += 1
-        if before_write is not None:
-            before_write()
-        self._write(puts, removals, version, result)
-        return result
+        return puts, removals, result
 
     def _collect(self, built: list[Item | Rejection], entity: str,
                  puts: dict[tuple[str, str], Item], result: BatchResult) -> None:  # fmt: skip

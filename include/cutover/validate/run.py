@@ -13,8 +13,10 @@ from typing import Any
 import pandas as pd
 
 from cutover.aws import dynamodb_client
+from cutover.binlog.position import current_position
 from cutover.contract.model import Contract, Table
 from cutover.db import connect
+from cutover.errors import ServiceError
 from cutover.extract.staging import Staging
 from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
@@ -158,6 +160,7 @@ def validate(
     gx = gx_runner(workspace.root)
     started = dt.datetime.now(dt.UTC)
     tag = started.strftime("%Y%m%dT%H%M%S%fZ")
+    position = _binlog_position(settings)  # where changed-key parity takes over from
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="cutover-validate-") as tmp:
         results = [
             validate_table(
@@ -180,10 +183,23 @@ def validate(
         "started_at": started.isoformat(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "sample": sample,
+        "binlog_position": position,
         "success": all(t["success"] for t in results),
         "tables": results,
         "data_docs": workspace.uri(gx.docs_index()),
     }
+
+
+def _binlog_position(settings: Settings) -> dict[str, Any] | None:
+    """MySQL's binlog position as a validation starts (None without a binlog): every change
+    committed before it is in the rows the validation derives."""
+    conn = connect(settings.mysql)
+    try:
+        return current_position(conn).to_dict()
+    except ServiceError:
+        return None
+    finally:
+        conn.close()
 
 
 @functools.cache
