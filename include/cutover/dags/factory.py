@@ -162,13 +162,16 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         "reconcile",
         _doc(
             "Nightly reconciliation",
-            "Run parity, repair drift from the source of truth, and "
-            "report (the sync DAG keeps DynamoDB following the binlog in between).",
+            "Compare the items that changed since the last full validation (binlog, point "
+            "reads); every CUTOVER_FULL_VALIDATION_DAYS days (7), after a failure, or with "
+            "full=true, run parity in full, repair drift from the source of truth, and report "
+            "(the sync DAG keeps DynamoDB following the binlog in between).",
             path,
         ),
         schedule=schedule,
+        params={"full": Param(False, type="boolean")},
     ):
-        task(task_id="reconcile")(tasks.reconcile)(contract)
+        task(task_id="reconcile")(tasks.reconcile)(contract, full="{{ params.full }}")
 
     with dag(
         "sync",

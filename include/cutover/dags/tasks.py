@@ -163,10 +163,30 @@ def validate(contract_path: str) -> dict[str, Any]:
 
 
 @terminal_fails_fast
-def reconcile(contract_path: str) -> dict[str, Any]:
-    from cutover.stages import run_reconcile
+def reconcile(contract_path: str, full: bool | str = False) -> dict[str, Any]:
+    """The nightly comparison: changed-key parity when a full one passed recently
+    (``CUTOVER_FULL_VALIDATION_DAYS``, default 7), else (or with ``full``) a full reconcile
+    that repairs drift."""
+    import datetime as dt
+    import os
+
+    from cutover.stages import phase_store, run_changed_keys, run_reconcile
+    from cutover.validate.changed_keys import FULL_EVERY_DAYS, full_validation_due
 
     contract, settings = _load(contract_path)
+    every = float(os.environ.get("CUTOVER_FULL_VALIDATION_DAYS") or FULL_EVERY_DAYS)
+    evidence = phase_store(settings).evidence(contract.name)
+    asked = str(full).strip().lower() == "true"  # the DAG's param, rendered as text
+    due = "asked for" if asked else full_validation_due(evidence, dt.datetime.now(dt.UTC), every)
+    if due is None:
+        changed = run_changed_keys(contract, settings)
+        differ = changed["missing"] + changed["extra"] + changed["mismatched"]
+        if not changed["success"]:
+            compared = changed["items_compared"]
+            _fail(f"changed-key parity: {differ} of {compared} changed items differ; report "
+                  f"{changed['report']}; the next run reconciles in full")  # fmt: skip
+        return {"report": changed["report"], "changed_keys": changed["items_compared"]}
+    log.info("%s: a full reconcile (%s)", contract.name, due)
     result = run_reconcile(contract, settings, repair=True)
     if result.get("repair_held"):
         _fail(f"repair held: {result['repair_held']}; report {result['report']}")

@@ -154,3 +154,35 @@ def since_last_check(evidence: dict[str, Any]) -> Position:
             "run `cutover validate` first"
         )
     return max(starts, key=lambda p: p.ordinal)
+
+
+FULL_EVERY_DAYS = 7.0
+
+
+def full_validation_due(evidence: dict[str, Any], now: dt.datetime,
+                        every_days: float = FULL_EVERY_DAYS) -> str | None:  # fmt: skip
+    """Why the nightly run must compare everything (a full reconcile) rather than the
+    changed keys; None when changed-key parity will do: the last full comparison (validate
+    or reconcile) passed less than ``every_days`` ago, recorded where the binlog stood, and
+    no changed-key parity has failed since."""
+    fulls = [
+        (dt.datetime.fromisoformat(e["run_id"]), e)
+        for kind in ("validate", "reconcile")
+        if (e := evidence.get(kind)) and e.get("run_id")
+    ]
+    if not fulls:
+        return "no full validation yet"
+    when, last = max(fulls, key=lambda pair: pair[0])
+    if not last.get("success"):
+        return f"the last full comparison ({when.isoformat()}) failed"
+    age_days = (now - when).total_seconds() / 86400
+    if age_days >= every_days:
+        return f"the last full comparison is {age_days:.1f} days old (every {every_days:g})"
+    changed = evidence.get("changed_keys") or {}
+    if changed and not changed.get("success"):
+        return "the last changed-key parity found differences"
+    try:
+        since_last_check(evidence)
+    except ConfigError as exc:
+        return str(exc)
+    return None
