@@ -34,6 +34,9 @@ FIGURES = (
     "pandas_rows_per_s",
     "extract_rows_per_s",
     "parity_rows_per_s",
+    "bucket_signature_rows_per_s",
+    "bucket_items_rows_per_s",
+    "bucket_task_peak_mib",
     "plain_scan_rows_per_s",
     "backfill_peak_rss_mib",
     "backfill_seconds",
@@ -53,6 +56,7 @@ RATIOS = {
     "extract_vs_mysql_client": ("extract_rows_per_s", "mysql_client_rows_per_s"),
     "extract_vs_pandas": ("extract_rows_per_s", "pandas_rows_per_s"),
     "parity_vs_plain_scan": ("parity_rows_per_s", "plain_scan_rows_per_s"),
+    "bucket_signature_vs_items": ("bucket_signature_rows_per_s", "bucket_items_rows_per_s"),
     "sync_apply_vs_read": ("sync_apply_changes_per_s", "sync_read_changes_per_s"),
 }
 # The line the bench prints for each target. Whether a target is met is for the closing
@@ -68,6 +72,7 @@ TARGETS = (
     ("dag_parse_seconds_3_contracts", "<=", 1.0),
     ("sync_apply_vs_read", ">=", 0.5),
     ("sync_lag_p99_ms", "<", 2000.0),
+    ("bucket_signature_vs_items", ">=", 3.0),
 )
 TARGET_LINE = re.compile(
     r"^(?P<flag>met |MISSED) (?P<key>\w+) (?P<op>>=|<=|<) (?P<target>[\d.]+) "

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from cutover.aws import dynamodb_client
+from cutover.bench.buckets import run_bucket_bench
 from cutover.bench.ceiling import THREAD_COUNTS, Ceiling, choose_threads, fresh_table
 from cutover.bench.ceiling import attempt as ceiling_attempt
 from cutover.bench.clients import compare_clients, format_clients
@@ -363,6 +364,8 @@ def run_bench(
     _ceiling_figures(out, ceiling)
     out["extract_vs_mysql_client"] = out["extract_rows_per_s"] / out["mysql_client_rows_per_s"]
     out["extract_vs_pandas"] = out["extract_rows_per_s"] / out["pandas_rows_per_s"]
+    log.info("parity: bucket signatures against item-by-item, %d clean items", rows)
+    out.update(run_bucket_bench(rows))
     log.info("parity: cutover validate against a plain full scan of both sides")
     plain = plain_scan_seconds(bench_settings, client, name, view)
     out["plain_scan_rows_per_s"] = rows / plain
@@ -458,6 +461,7 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("dag_parse_seconds_3_contracts", "<=", 1.0),
     ("sync_apply_vs_read", ">=", 0.5),
     ("sync_lag_p99_ms", "<", 2000.0),
+    ("bucket_signature_vs_items", ">=", 3.0),
 )
 
 
