@@ -24,6 +24,7 @@ class DynamoProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
         self.lock = threading.Lock()
+        self.paths: list[str] = []  # the path of every call, as the client posted it
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,10 +34,14 @@ class DynamoProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+                with proxy.lock:
+                    proxy.paths.append(self.path)
                 status, payload = proxy.answer(target, self.headers, body)
+                # a page from something in front of DynamoDB is HTML, not DynamoDB's JSON
+                kind = "text/html" if payload.lstrip().startswith(b"<") else CONTENT_TYPE
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", CONTENT_TYPE)
+                    self.send_header("Content-Type", kind)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
