@@ -70,7 +70,7 @@ class Api:
                     return last
             except (ApiError, urllib.error.URLError, OSError, KeyError, IndexError) as exc:
                 last = exc
-            time.sleep(1)
+            time.sleep(1)  # poll: until check() holds
         raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 

@@ -90,7 +90,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if not _alive(pid):
             return True
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll: until the process is gone
     return not _alive(pid)
 
 
@@ -305,7 +305,7 @@ class PrivateMariaDB(_PrivateServer):
                 conn = self.connect(connect_timeout=2)
             except MySQLdb.OperationalError as exc:
                 last = exc
-                time.sleep(0.1)
+                time.sleep(0.1)  # poll: until the server accepts a connection
                 continue
             try:
                 with conn.cursor() as cur:

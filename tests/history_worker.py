@@ -53,7 +53,7 @@ class Worker:
                 if not paused:
                     self.busy += 1
             if paused:
-                time.sleep(0.02)
+                time.sleep(0.02)  # poll: until the pause file goes
                 continue
             try:
                 n += 1
@@ -61,7 +61,8 @@ class Worker:
             finally:
                 with self.lock:
                     self.busy -= 1
-            time.sleep(rng.uniform(0.0, 0.03))
+            # think time between requests: interleaves the threads
+            time.sleep(rng.uniform(0.0, 0.03))  # think time: interleaves the threads
 
     def step(self, rng: random.Random, thread: int, value: str) -> None:
         kind = rng.choices(["update", "multi", "put", "delete", "violate"], [6, 2, 2, 2, 1])[0]
@@ -187,7 +188,7 @@ def main() -> None:
             idle = token is not None and worker.busy == 0
         if idle and _text(paused) != token:
             paused.write_text(token or "")  # answers this pause (its token), not an earlier one
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll: the control files
     layer.close()
 
 

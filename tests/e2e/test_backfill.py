@@ -165,7 +165,7 @@ def test_a_killed_backfill_resumes_without_rewriting_finished_partitions(
             )
             if len(loaded) >= 2:
                 break
-        time.sleep(0.2)
+        time.sleep(0.2)  # poll: until two partitions are loaded
     assert proc.poll() is None, "the backfill finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -241,7 +241,7 @@ def _await_task(api: Api, path: str, what: str,
         for ti in tis:
             if check(ti):
                 return ti
-        time.sleep(0.5)
+        time.sleep(0.5)  # poll: until a task instance satisfies check
     raise AssertionError(f"no task instance {what} within 300 s: {_tasks(api, path)}")
 
 
@@ -355,7 +355,7 @@ def test_scheduler_restarted_during_backfill(fresh_tables: Cluster) -> None:
         ti["task_id"] == "load" and ti["state"] == "running"))  # fmt: skip
     before = cluster.session("scheduler")
     cluster.kill("scheduler")
-    time.sleep(3)
+    time.sleep(3)  # how long the scheduler stays down: the drill's length
     cluster.restart_missing()
     assert cluster.session("scheduler") != before
     _finish(cluster.api, path)
@@ -410,7 +410,7 @@ def _await_written(cluster: Cluster, path: str) -> int:
         written = _items(cluster)
         if written > 0:
             return written
-        time.sleep(0.2)
+        time.sleep(0.2)  # poll: until DynamoDB holds an item
     raise AssertionError(f"no item written within 300 s: {_tasks(cluster.api, path)}")
 
 

@@ -246,7 +246,7 @@ class KillSync(Fault):
                 if store.get(contract).moving_to is not None and self.sync.kill():
                     self.during += 1
                     return
-                time.sleep(0.02)
+                time.sleep(0.02)  # poll: until the move waits
 
         threading.Thread(target=again, daemon=True).start()
 
@@ -380,7 +380,7 @@ def _wait(what: str, check: Any, timeout: float = 120) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll: until check() holds
 
 
 def _final_dynamodb(ddb: Any, table: str) -> dict[int, dict[str, Any] | None]:

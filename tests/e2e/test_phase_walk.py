@@ -130,7 +130,7 @@ def _wait_for(what: str, check: Any, timeout: float = 60) -> Any:
         value = check()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(0.5)  # poll: until check() holds
     raise AssertionError(f"timed out waiting for {what}")
 
 

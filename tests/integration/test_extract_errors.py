@@ -140,7 +140,7 @@ while time.monotonic() < deadline:
         cur.execute(f"KILL CONNECTION {int(pid)}")
     if rows:
         sys.exit(0)
-    time.sleep(0.02)
+    time.sleep(0.02)  # poll: until the extract's connection shows up
 sys.exit(1)
 """
 

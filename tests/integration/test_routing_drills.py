@@ -97,7 +97,7 @@ def _wait(what: str, check: Any, timeout: float = 60) -> Any:
     while time.monotonic() < deadline:
         if value := check():
             return value
-        time.sleep(0.25)
+        time.sleep(0.25)  # poll: until check() holds
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -137,7 +137,7 @@ def _wait_for(check: Any, what: str, timeout: float = 60) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll: until check() holds
 
 
 def _moved(checkpoints: CheckpointStore, contract: str, saved: Any) -> bool:

@@ -211,7 +211,7 @@ def _settle(check: object, seconds: float = 5.0) -> bool:
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
             return True
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll: until check() holds
     return bool(check())  # type: ignore[operator]
 
 
