@@ -140,8 +140,6 @@ def _env(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor keeps one process per slot
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-        # the heartbeat an approval waits on (see trigger_and_answer), every second: not 5
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         # a task's retry after a transient error comes within the tests' waits (30 s else)
         "CUTOVER_TASK_RETRY_DELAY": "2",
         "CUTOVER_CONTRACTS_DIR": str(contracts),

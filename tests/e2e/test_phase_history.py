@@ -228,6 +228,7 @@ class ProcessSync:
 class KillSync(Fault):
     def __init__(self) -> None:
         self.kills = 0  # before each move
+        self.closed = threading.Event()  # the run is over: the tables may be gone
         self.during = 0  # while a move waits for the follower: when the poll catches it
 
     def start(self, settings: Settings, contract: Any, contract_path: Path, logs: list[Path],
@@ -242,8 +243,12 @@ class KillSync(Fault):
 
         def again() -> None:  # once the move waits for the follower
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if store.get(contract).moving_to is not None and self.sync.kill():
+            while time.monotonic() < deadline and not self.closed.is_set():
+                try:
+                    moving = store.get(contract).moving_to is not None
+                except Exception:  # the run ended meanwhile and took its tables away
+                    return
+                if moving and self.sync.kill():
                     self.during += 1
                     return
                 time.sleep(0.02)  # poll: until the move waits
@@ -251,6 +256,7 @@ class KillSync(Fault):
         threading.Thread(target=again, daemon=True).start()
 
     def close(self) -> None:
+        self.closed.set()
         self.sync.stop.set()
         self.sync.kill()
 
