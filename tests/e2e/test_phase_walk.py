@@ -120,7 +120,12 @@ def _explain(report: dict[str, Any], settings: Settings, log: Path) -> str:
 def _advance(api: Api, store: PhaseStore, contract: Any, target: Phase) -> None:
     state = trigger_and_answer(api, f"{contract.name}__phase_gate", "Approve",
                                target=target.slug, expect_in_body=_SHOWN[target])  # fmt: skip
-    assert state == "success", f"phase_gate to {target.slug} ended {state}"
+    if state != "success":  # the gate's reasons as they stand now (check_evidence's view)
+        from cutover.phases.gate import decide
+
+        current = store.get(contract.name).phase
+        decision = decide(current, target, store.evidence(contract.name), contract.cutover.gate)
+        raise AssertionError(f"phase_gate to {target.slug} ended {state}: {decision.summary()}")
     assert store.get(contract.name).phase == target
 
 
