@@ -93,6 +93,19 @@ def run_validate(contract: Contract, settings: Settings, report_path: str | None
     from cutover.validate.run import validate
 
     report = validate(contract, settings, **kwargs)
+    return record_validation(contract, settings, report, report_path,
+                             full=kwargs.get("tables") is None)  # fmt: skip
+
+
+def record_validation(
+    contract: Contract,
+    settings: Settings,
+    report: dict[str, Any],
+    report_path: str | None = None,
+    full: bool = True,
+) -> dict[str, Any]:
+    """Write a validation's report (to ``report_path``, else the storage URL's reports) and,
+    for a validation of every table, record it as the gates' evidence."""
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -101,7 +114,7 @@ def run_validate(contract: Contract, settings: Settings, report_path: str | None
         report["report"] = write_report(
             Staging(settings.staging), "validate", contract.name, report
         )
-    if kwargs.get("tables") is None:
+    if full:
         record(settings, contract, "validate", validation_evidence(report))
     return report
 

@@ -167,6 +167,8 @@ def cluster(
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "CUTOVER_TASK_RETRY_DELAY": "5",
+            # the sample's Users table in 18 buckets: compare tasks enough for both workers
+            "CUTOVER_VALIDATE_BUCKET_ITEMS": "500",
             f"AIRFLOW_CONN_{RATED_CONN.upper()}": json.dumps({"conn_type": "aws", "extra": {
                 "endpoint_url": rated_dynamodb.endpoint, "region_name": settings.region}}),
         }  # fmt: skip
@@ -290,6 +292,43 @@ def test_sample_backfill_runs_on_both_workers_with_s3_storage(fresh_tables: Clus
     assert any(k.endswith(".parquet") for k in keys), keys[:20]
     assert "reports/ecommerce/backfill.json" in keys, keys[:20]
     assert any(k.startswith("gx/") and k.endswith("index.html") for k in keys), keys[:20]
+
+
+def test_the_validate_dag_compares_buckets_on_both_workers(fresh_tables: Cluster) -> None:
+    """The validate DAG on the cluster, storage on S3: each table's sides written by bucket,
+    a compare task per bucket spread over both workers, and three planted corruptions (a
+    changed value, a missing item, an extra item) named with their keys in the report."""
+    cluster, api = fresh_tables, fresh_tables.api
+    _finish(api, _trigger(api, "ecommerce__backfill", {"partitions": 1, "workers": 2}))
+    client = cluster.dynamodb.client()
+    users = PREFIX + "Users"
+    profiles = [i for i in client.scan(TableName=users, ConsistentRead=True)["Items"]
+                if i["SK"]["S"] == "PROFILE"][:2]  # fmt: skip
+    client.put_item(TableName=users, Item={**profiles[0], "username": {"S": "planted"}})
+    client.delete_item(TableName=users, Key={"PK": profiles[1]["PK"], "SK": profiles[1]["SK"]})
+    client.put_item(TableName=users, Item={"PK": {"S": "USER#999999"}, "SK": {"S": "PROFILE"},
+                                           "username": {"S": "ghost"}})  # fmt: skip
+    api.call("PATCH", "/api/v2/dags/ecommerce__validate", {"is_paused": False})
+    path = _trigger(api, "ecommerce__validate", {})
+    state = api.wait(f"{path} to finish", lambda: (
+        r := api.call("GET", path))["state"] in ("success", "failed") and r["state"],
+        timeout=600)  # fmt: skip
+    tis = _tasks(api, path)
+    assert state == "failed", tis  # parity fails: the report task says so
+    states = {_name(t): t["state"] for t in tis}
+    assert states.pop("report") == "failed" and set(states.values()) == {"success"}, states
+    hosts = {t["hostname"] for t in tis if t["task_id"] == "compare_bucket"}
+    print(f"\ncompare tasks: {sum(t['task_id'] == 'compare_bucket' for t in tis)} on {hosts}")
+    assert hosts == {f"worker1@{HOST}", f"worker2@{HOST}"}, hosts
+    report = read_report(Staging(cluster.settings.staging), "ecommerce", "validate")
+    assert report is not None
+    found = {(d["kind"], d["PK"], d["SK"]) for t in report["tables"]
+             for d in t["parity"]["differences"]}  # fmt: skip
+    assert found == {("mismatch", profiles[0]["PK"]["S"], "PROFILE"),
+                     ("missing", profiles[1]["PK"]["S"], "PROFILE"),
+                     ("extra", "USER#999999", "PROFILE")}  # fmt: skip
+    (users_report,) = [t for t in report["tables"] if t["table"] == "Users"]
+    assert users_report["buckets"]["count"] > 2
 
 
 def test_four_partitions_on_two_workers_keep_the_runs_rate(cluster: Cluster) -> None:

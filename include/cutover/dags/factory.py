@@ -76,6 +76,8 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
     schedule = options.get("reconcile_schedule", "0 2 * * *")
     tags = ["cutover", name]
     contract = str(path)
+    # the validate DAG maps a task over the tables: their names, read with the file
+    table_names = [str(t["table"]) for t in doc.get("tables", []) if isinstance(t, dict)]
     dags: dict[str, DAG] = {}
 
     def dag(suffix: str, doc_md: str, **kwargs: Any) -> DAG:
@@ -150,13 +152,27 @@ def build_contract_dags(path: Path) -> dict[str, DAG]:
         "validate",
         _doc(
             "Validate",
-            "Run the Great Expectations parity suites after "
-            "each backfill; fails when a suite fails.",
+            "After each backfill: read both sides of each table once and write them to the "
+            "storage URL by hash bucket of the item key, compare each bucket in a task of its "
+            "own (signatures first, items only where they differ), then judge with the Great "
+            "Expectations parity suites; fails when a suite fails.",
             path,
         ),
         schedule=[backfill_asset(name)],
     ):
-        task(task_id="validate")(tasks.validate)(contract)
+        started = task(task_id="start")(tasks.validate_start)(contract)
+        sides = (
+            task(task_id="read_sides")(tasks.validate_sides)
+            .partial(contract_path=contract, started=started)
+            .expand(table=table_names)
+        )
+        work = task(task_id="plan_buckets")(tasks.validate_buckets)(sides)
+        compared = (
+            task(task_id="compare_bucket")(tasks.validate_compare)
+            .partial(contract_path=contract)
+            .expand(work=work)
+        )
+        task(task_id="report")(tasks.validate_report)(contract, started, sides, compared)
 
     with dag(
         "reconcile",

@@ -152,11 +152,52 @@ def finish(contract_path: str) -> dict[str, Any]:
 
 
 @terminal_fails_fast
-def validate(contract_path: str) -> dict[str, Any]:
-    from cutover.stages import run_validate
+def validate_start(contract_path: str) -> dict[str, Any]:
+    """The bucketed validation's name, start and binlog position (``validate.distributed``)."""
+    from cutover.validate.distributed import start
+
+    _, settings = _load(contract_path)
+    return start(settings)
+
+
+@terminal_fails_fast
+def validate_sides(contract_path: str, table: str, started: dict[str, Any]) -> dict[str, Any]:
+    """Both sides of one table, read once and written to the storage URL by bucket."""
+    from cutover.validate.distributed import write_sides
 
     contract, settings = _load(contract_path)
-    report = run_validate(contract, settings)
+    return write_sides(contract, settings, table, started["run"])
+
+
+def validate_buckets(sides: Any) -> list[dict[str, Any]]:
+    """One entry per bucket of every table: what the compare tasks map over."""
+    from cutover.validate.distributed import bucket_work
+
+    return bucket_work(list(sides))
+
+
+@terminal_fails_fast
+def validate_compare(contract_path: str, work: dict[str, Any]) -> dict[str, Any]:
+    """One bucket: signatures, then items only where they differ."""
+    from cutover.validate.distributed import compare_work
+
+    contract, settings = _load(contract_path)
+    return compare_work(contract, settings, work)
+
+
+@terminal_fails_fast
+def validate_report(contract_path: str, started: dict[str, Any], sides: Any,
+                    compared: Any) -> dict[str, Any]:  # fmt: skip
+    """The buckets' results judged by the GX suites: the report and the gates' evidence."""
+    from cutover.stages import record_validation
+    from cutover.validate.distributed import assemble
+
+    contract, settings = _load(contract_path)
+    report = assemble(contract, settings, started, list(sides), list(compared))
+    report = record_validation(contract, settings, report)
+    differing = sum(t["parity"]["differing_buckets"] for t in report["tables"])
+    log.info("%s: %d of %d buckets differ", contract.name, differing,
+             sum(t["buckets"]["count"] for t in report["tables"]))  # fmt: skip
     if not report["success"]:
         _fail(f"parity suites failed; report {report['report']}, data docs {report['data_docs']}")
     return {"report": report["report"], "data_docs": report["data_docs"]}

@@ -150,3 +150,34 @@ def _accumulate(
         acc[key] = value if acc[key] is None else min(acc[key], value)
     else:
         acc[key] = value if acc[key] is None else max(acc[key], value)
+
+
+def independent_checks(
+    conn: Any,
+    table: Table,
+    duplicate_source_pks: dict[str, list[str]],
+    rejected: dict[str, list[str]],
+    actual: Path,
+) -> list[dict[str, Any]]:
+    """Each check of ``table`` (row counts, sums, ...) taken straight from the base tables
+    (without the rows the backfill quarantines or two of which make one key) and from the
+    exported items in ``actual``: {entity, check, source_value, export_value}."""
+    checks = plan_checks(table)
+    exported = export_figures(actual, checks)
+    out = []
+    for source in table.sources:
+        excluded = rejected.get(source.entity_type, []) + duplicate_source_pks.get(
+            source.entity_type, []
+        )
+        figures = source_figures(conn, source, checks, excluded)
+        for name, value in figures.items():
+            export_value = exported.get((source.entity_type, name))
+            out.append(
+                {
+                    "entity": source.entity_type,
+                    "check": name,
+                    "source_value": "NULL" if value is None else value,
+                    "export_value": "NULL" if export_value is None else export_value,
+                }
+            )
+    return out

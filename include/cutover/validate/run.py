@@ -23,14 +23,14 @@ from cutover.settings import Settings
 from cutover.validate.expected import expected_items
 from cutover.validate.export import SCAN_TIMEOUT, export_segments
 from cutover.validate.export_read import export_wanted, read_export, recheck
-from cutover.validate.independent import export_figures, plan_checks, source_figures
+from cutover.validate.independent import independent_checks
 from cutover.validate.parity import TableParity, compare_table
 from cutover.validate.suites import GxRunner, GxWorkspace, ensure_suites, suite_path
 
 log = logging.getLogger("cutover.validate")
 
 
-def _parity_frame(parity: TableParity) -> pd.DataFrame:
+def parity_frame(parity: TableParity) -> pd.DataFrame:
     rows = [
         {
             "entity": e.entity,
@@ -45,30 +45,6 @@ def _parity_frame(parity: TableParity) -> pd.DataFrame:
     ]
     columns = ["entity", "expected", "actual", "missing", "extra", "mismatched", "value_parity"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _independent(
-    conn: Any, table: Table, parity: TableParity, rejected: dict[str, list[str]], actual: Path
-) -> list[dict[str, Any]]:
-    checks = plan_checks(table)
-    exported = export_figures(actual, checks)
-    out = []
-    for source in table.sources:
-        excluded = rejected.get(source.entity_type, []) + parity.duplicate_source_pks.get(
-            source.entity_type, []
-        )
-        figures = source_figures(conn, source, checks, excluded)
-        for name, value in figures.items():
-            export_value = exported.get((source.entity_type, name))
-            out.append(
-                {
-                    "entity": source.entity_type,
-                    "check": name,
-                    "source_value": "NULL" if value is None else value,
-                    "export_value": "NULL" if export_value is None else export_value,
-                }
-            )
-    return out
 
 
 def validate_table(
@@ -110,14 +86,16 @@ def validate_table(
         export["recheck"] = recheck(parity, client, table, table_name, max_keys)
     conn = connect(settings.mysql)
     try:
-        checks = _independent(conn, table, parity, rejected_pks, actual_dir)
+        checks = independent_checks(
+            conn, table, parity.duplicate_source_pks, rejected_pks, actual_dir
+        )
     finally:
         conn.close()
     frame = pd.DataFrame(checks, columns=["entity", "check", "source_value", "export_value"])
     suites = [
         gx.validate(
             suite_path(contract, table, "parity"),
-            _parity_frame(parity),
+            parity_frame(parity),
             f"{contract.name}.{table.table}.parity",
         ),
         gx.validate(
@@ -160,7 +138,7 @@ def validate(
     gx = gx_runner(workspace.root)
     started = dt.datetime.now(dt.UTC)
     tag = started.strftime("%Y%m%dT%H%M%S%fZ")
-    position = _binlog_position(settings)  # where changed-key parity takes over from
+    position = binlog_position(settings)  # where changed-key parity takes over from
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="cutover-validate-") as tmp:
         results = [
             validate_table(
@@ -190,7 +168,7 @@ def validate(
     }
 
 
-def _binlog_position(settings: Settings) -> dict[str, Any] | None:
+def binlog_position(settings: Settings) -> dict[str, Any] | None:
     """MySQL's binlog position as a validation starts (None without a binlog): every change
     committed before it is in the rows the validation derives."""
     conn = connect(settings.mysql)
