@@ -25,20 +25,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cutover.aws import dynamodb_client
 from cutover.contract.model import Contract
 from cutover.db import connect
 from cutover.errors import ConfigError
 from cutover.extract.staging import Staging
-from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
 from cutover.validate.buckets import BucketWriter, choose_buckets, compare_bucket
 from cutover.validate.canonical import EntityClassifier
-from cutover.validate.expected import expected_items
-from cutover.validate.export import SCAN_TIMEOUT, export_segments
-from cutover.validate.export_read import export_wanted, read_export
 from cutover.validate.independent import independent_checks
 from cutover.validate.parity import KEEP_DIFFERING, TableParity
+from cutover.validate.sides import read_sides
 from cutover.validate.suites import GxWorkspace, ensure_suites, suite_path
 
 ITEMS_PER_BUCKET = 200_000
@@ -72,30 +68,6 @@ def run_base(contract: str, run: str, table: str) -> str:
     return f"validate/{contract}/{run}/{table}"
 
 
-def _read(contract: Contract, settings: Settings, table: Any, work: Path, read: str,
-          run: str) -> tuple[
-    Path, Path, dict[str, Any], int, dict[str, int], dict[str, list[str]]
-]:  # fmt: skip
-    """Both sides of ``table`` in local Parquet (the export first: MySQL's side is derived
-    after its instant); the read's figures and the quarantined source rows."""
-    expected_file, actual_dir = work / "expected.parquet", work / "actual"
-    name = settings.table_prefix + table.table
-    exported = None
-    client = dynamodb_client(settings)
-    if export_wanted(client, name, settings.staging, read):
-        exported = read_export(client, table, name, settings.staging, actual_dir, run)
-    rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
-    if exported is not None:
-        return expected_file, actual_dir, exported.to_dict(), exported.items, rejected, rejected_pks
-    http = DynamoHttp(settings, timeout=SCAN_TIMEOUT)
-    try:
-        scanned = export_segments(http, table, name, actual_dir)
-    finally:
-        http.close()
-    figures = {"read": "scan", **scanned.to_dict()}
-    return expected_file, actual_dir, figures, scanned.items, rejected, rejected_pks
-
-
 def write_sides(contract: Contract, settings: Settings, table_name: str, run: str,
                 read: str = "auto") -> dict[str, Any]:  # fmt: skip
     """Step 1 for one table (see the module's docstring); what the other steps need."""
@@ -103,9 +75,10 @@ def write_sides(contract: Contract, settings: Settings, table_name: str, run: st
     staging = Staging(settings.staging)
     base = run_base(contract.name, run, table.table)
     with tempfile.TemporaryDirectory(prefix="cutover-validate-") as tmp:
-        expected_file, actual_dir, export, items, rejected, rejected_pks = _read(
-            contract, settings, table, Path(tmp), read, run
-        )
+        sides = read_sides(contract, settings, table, Path(tmp), read, run)
+        expected_file, actual_dir = sides.expected_file, sides.actual_dir
+        export, items, rejected = sides.export, sides.items, sides.rejected
+        rejected_pks = sides.rejected_pks
         actual = str(actual_dir / "*.parquet")
         db = duckdb.connect()
         try:

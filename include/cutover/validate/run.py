@@ -12,19 +12,16 @@ from typing import Any
 
 import pandas as pd
 
-from cutover.aws import dynamodb_client
 from cutover.binlog.position import current_position
 from cutover.contract.model import Contract, Table
 from cutover.db import connect
 from cutover.errors import ServiceError
 from cutover.extract.staging import Staging
-from cutover.load.dynamo_http import DynamoHttp
 from cutover.settings import Settings
-from cutover.validate.expected import expected_items
-from cutover.validate.export import SCAN_TIMEOUT, export_segments
-from cutover.validate.export_read import export_wanted, read_export, recheck
+from cutover.validate.export_read import recheck
 from cutover.validate.independent import independent_checks
 from cutover.validate.parity import TableParity, compare_table
+from cutover.validate.sides import read_sides
 from cutover.validate.suites import GxRunner, GxWorkspace, ensure_suites, suite_path
 
 log = logging.getLogger("cutover.validate")
@@ -62,28 +59,14 @@ def validate_table(
     """Validate one table. ``read`` says how DynamoDB's side is read: a Scan, an export to
     the storage URL (``cutover.validate.export_read``), or "auto" (an export where it pays);
     ``tag`` names the validation (its export's folder)."""
-    expected_file = work / table.table / "expected.parquet"
-    actual_dir = work / table.table / "actual"
     table_name = settings.table_prefix + table.table
-    client = dynamodb_client(settings)
-    exported = None
-    if export_wanted(client, table_name, settings.staging, read):
-        # the export first: MySQL's side is derived after its instant, never before
-        exported = read_export(client, table, table_name, settings.staging, actual_dir, tag)
-    rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
-    export: dict[str, Any]
-    if exported is None:
-        http = DynamoHttp(settings, timeout=SCAN_TIMEOUT)
-        try:
-            scanned = export_segments(http, table, table_name, actual_dir)
-        finally:
-            http.close()
-        export, exported_items = {"read": "scan", **scanned.to_dict()}, scanned.items
-    else:
-        export, exported_items = exported.to_dict(), exported.items
+    sides = read_sides(contract, settings, table, work / table.table, read, tag)
+    expected_file, actual_dir = sides.expected_file, sides.actual_dir
+    rejected, rejected_pks = sides.rejected, sides.rejected_pks
+    export, exported_items = sides.export, sides.items
     parity = compare_table(table.table, expected_file, actual_dir, sample=sample, max_keys=max_keys)
-    if exported is not None:
-        export["recheck"] = recheck(parity, client, table, table_name, max_keys)
+    if sides.exported:
+        export["recheck"] = recheck(parity, sides.client, table, table_name, max_keys)
     conn = connect(settings.mysql)
     try:
         checks = independent_checks(
