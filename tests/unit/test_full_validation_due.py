@@ -46,3 +46,19 @@ def test_the_latest_full_comparison_counts_a_reconcile_too() -> None:
     reconciled = {"run_id": (NOW - dt.timedelta(days=1)).isoformat(), "success": True}
     assert full_validation_due({"validate": old, "reconcile": reconciled}, NOW) is None
     assert full_validation_due({"validate": old, "reconcile": reconciled}, NOW, 0.5)
+
+
+def test_a_passing_changed_key_parity_keeps_an_old_validation_fresh_for_the_gate() -> None:
+    from cutover.contract.model import GatePolicy
+    from cutover.phases.gate import evidence_problems
+
+    gate = GatePolicy(evidence_max_age_hours=24)
+    validated = {**_validated(3), "recorded_at": (NOW - dt.timedelta(days=3)).isoformat()}
+    assert evidence_problems("validate", validated, gate, NOW)  # 72 h old: refused alone
+    changed = {"success": True, "validated_at": validated["run_id"],
+               "recorded_at": (NOW - dt.timedelta(hours=1)).isoformat()}  # fmt: skip
+    assert evidence_problems("validate", validated, gate, NOW, changed) == []
+    failed = {**changed, "success": False}
+    assert evidence_problems("validate", validated, gate, NOW, failed)
+    other = {**changed, "validated_at": "2026-01-01T00:00:00+00:00"}  # extends another one
+    assert evidence_problems("validate", validated, gate, NOW, other)

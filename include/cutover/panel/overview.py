@@ -96,7 +96,7 @@ def next_gate(contract: Contract, current: Phase, evidence: dict[str, Any]) -> d
     items = []
     for kind in REQUIRED[target]:
         ev = evidence.get(kind)
-        problems = evidence_problems(kind, ev, gate, now)
+        problems = evidence_problems(kind, ev, gate, now, evidence.get("changed_keys"))
         items.append({
             "kind": kind,
             "recorded_at": ev.get("recorded_at") if ev else None,

@@ -94,16 +94,35 @@ def _check(kind: str, ev: dict[str, Any], gate: GatePolicy, now: dt.datetime) ->
     return []
 
 
+def extended_by(ev: dict[str, Any], changed: dict[str, Any] | None) -> bool:
+    """Whether a passing changed-key parity (``changed``) checked every change made since the
+    full validation ``ev``: then ``ev``'s verdict holds as of the changed-key parity's time."""
+    return bool(
+        changed
+        and changed.get("success")
+        and ev.get("run_id")
+        and changed.get("validated_at") == ev.get("run_id")
+    )
+
+
 def evidence_problems(
-    kind: str, ev: dict[str, Any] | None, gate: GatePolicy, now: dt.datetime | None = None
+    kind: str,
+    ev: dict[str, Any] | None,
+    gate: GatePolicy,
+    now: dt.datetime | None = None,
+    changed: dict[str, Any] | None = None,
 ) -> list[str]:
     """Why one evidence item does not meet the gate (missing, too old, or its figures);
-    empty when it does."""
+    empty when it does. A validation is as fresh as the passing changed-key parity
+    (``changed``) that extends it."""
     if ev is None:
         return [f"no {kind} evidence has been recorded"]
     now = now or dt.datetime.now(dt.UTC)
     out = []
-    age = _age_hours(ev["recorded_at"], now)
+    recorded = ev["recorded_at"]
+    if kind == "validate" and changed is not None and extended_by(ev, changed):
+        recorded = max(recorded, changed["recorded_at"])
+    age = _age_hours(recorded, now)
     if age > gate.evidence_max_age_hours:
         out.append(f"{kind} evidence is {age:.1f} h old; the gate accepts "
                    f"{gate.evidence_max_age_hours:g} h")  # fmt: skip
@@ -132,7 +151,7 @@ def decide(
         ev = evidence.get(kind)
         if ev is not None:
             used[kind] = ev
-        reasons.extend(evidence_problems(kind, ev, gate, now))
+        reasons.extend(evidence_problems(kind, ev, gate, now, evidence.get("changed_keys")))
     both = "backfill" in used and "validate" in used
     if both and used["validate"]["recorded_at"] < used["backfill"]["recorded_at"]:
         reasons.append("the validation is older than the backfill; validate again")
