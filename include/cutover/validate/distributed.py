@@ -185,6 +185,8 @@ def _parity(side: dict[str, Any], compared: list[dict[str, Any]], max_keys: int)
             if kind in field:
                 stats = parity.entity(entity)
                 setattr(stats, field[kind], getattr(stats, field[kind]) + n)
+        if result["unclassified"]:  # over KEEP_DIFFERING in one bucket: counted, not placed
+            parity.entity("(unclassified)").mismatched += result["unclassified"]
         for d in result["differences"]:
             if len(parity.differences) < max_keys and d["kind"] in field:
                 parity.differences.append({k: d[k] for k in (
