@@ -240,8 +240,9 @@ def dag_parse_seconds(contracts: int = 3) -> tuple[float, int]:
 
 
 def run_memory_bench(settings: Settings, rows: int, workers: int = 6) -> dict[str, Any]:
-    """Only the memory figures (a long run at millions of rows): peak RSS of a whole backfill,
-    then of a validation of what it loaded, each in a child process."""
+    """The figures of a long run at millions of rows: peak RSS of a whole backfill, then of a
+    validation of what it loaded, each in a child process; and that validation against a
+    plain read of both sides (``parity_vs_plain_scan``)."""
     from cutover.prepare import prepare
 
     bench_settings = build_source(settings, rows)
@@ -273,9 +274,17 @@ def run_memory_bench(settings: Settings, rows: int, workers: int = 6) -> dict[st
                 "export_retried_pages": int(export.get("retried_pages", 0)),
                 "export_slowest_page_s": float(export.get("slowest_page_s", 0.0))}  # fmt: skip
 
+    def plain() -> dict[str, Any]:
+        seconds = plain_scan_seconds(bench_settings, client, name,
+                                     view_name(contract, contract.tables[0]))  # fmt: skip
+        return {"plain_scan_rows_per_s": rows / seconds,
+                "parity_vs_plain_scan": out["parity_rows_per_s"] * seconds / rows}  # fmt: skip
+
     _stage(out, "backfill", backfill)
     if "failed" not in out:  # nothing loaded: a validation would only measure the failure
         _stage(out, "validate", validate)
+    if "parity_rows_per_s" in out:  # the reference for parity, on the same data
+        _stage(out, "plain_scan", plain)
     client.delete_table(TableName=name)
     return _rounded(out)
 
