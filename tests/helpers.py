@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cutover.db import connect, query
@@ -52,3 +53,19 @@ def user_of_order(settings: Settings, order_id: int) -> int:
         return int(query(conn, "SELECT user_id FROM orders WHERE id = %s", (order_id,))[0][0])
     finally:
         conn.close()
+
+
+def sample_contract(folder: Path, stem: str) -> Any:
+    """The sample contract under a name of its own (``<stem>_<6 hex>``), written to
+    ``folder`` and loaded: a test's tables and reports never meet another's."""
+    import json
+    import uuid
+
+    from cutover.contract.load import load_contract
+    from cutover.settings import PROJECT_ROOT
+
+    doc = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
+    doc["cutover"]["name"] = f"{stem}_{uuid.uuid4().hex[:6]}"
+    path = folder / "contract.json"
+    path.write_text(json.dumps(doc))
+    return load_contract(path)

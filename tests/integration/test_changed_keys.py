@@ -6,8 +6,6 @@ and the next check, with nothing changed since, reads nothing."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,11 +13,11 @@ from typing import Any
 
 import pytest
 from tests.dynamo_tables import drop_tables
+from tests.helpers import sample_contract
 from tests.integration.test_storage_s3 import sample  # noqa: F401  (the cut-down sample)
 
-from cutover.contract.load import load_contract
 from cutover.db import connect
-from cutover.settings import PROJECT_ROOT, Settings
+from cutover.settings import Settings
 from cutover.stages import phase_store, run_backfill, run_changed_keys, run_prepare, run_validate
 from cutover.sync.runner import run_sync
 from cutover.validate.changed_keys import changed_key_parity, since_last_check
@@ -49,11 +47,7 @@ class CountingClient:
 
 @pytest.fixture
 def migrated(sample: Settings, ddb: Any, tmp_path: Path) -> Iterator[tuple[Any, Settings]]:  # noqa: F811
-    doc = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
-    doc["cutover"]["name"] = f"changed_{uuid.uuid4().hex[:6]}"
-    path = tmp_path / "contract.json"
-    path.write_text(json.dumps(doc))
-    contract = load_contract(path)
+    contract = sample_contract(tmp_path, "changed")
     settings = replace(sample, table_prefix=f"{sample.table_prefix}{contract.name}_")
     run_prepare(contract, settings)
     run_backfill(contract, settings)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +19,11 @@ from typing import Any
 
 import boto3
 import pytest
+from tests.helpers import sample_contract
 from tests.integration.test_storage_s3 import sample  # noqa: F401  (the cut-down sample)
 from tests.s3_server import REGION, S3Storage
 
-from cutover.contract.load import load_contract
-from cutover.settings import PROJECT_ROOT, Settings
+from cutover.settings import Settings
 from cutover.stages import run_backfill, run_prepare, run_validate
 from cutover.validate import export_read
 
@@ -42,11 +41,7 @@ def on_moto(
     s3_storage_url: S3Storage,
     tmp_path: Path,
 ) -> Iterator[tuple[Any, Settings, Any]]:
-    doc = json.loads((PROJECT_ROOT / "contracts" / "ecommerce.json").read_text())
-    doc["cutover"]["name"] = f"export_{uuid.uuid4().hex[:6]}"
-    path = tmp_path / "contract.json"
-    path.write_text(json.dumps(doc))
-    contract = load_contract(path)
+    contract = sample_contract(tmp_path, "export")
     settings = replace(sample, staging=f"{s3_storage_url.url}/{contract.name}",
                        dynamodb_endpoint=s3_storage_url.endpoint,
                        table_prefix=f"{contract.name}_")  # fmt: skip
