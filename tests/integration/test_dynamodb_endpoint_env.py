@@ -6,11 +6,10 @@ endpoint and its error blamed the table's capacity."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from tests.unit.test_dynamodb_endpoint import env  # noqa: F401  (no AWS setting of the machine's)
 
 from cutover.aws import dynamodb_client
 from cutover.bench.ceiling import fresh_table
@@ -22,17 +21,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
 
 
 def test_the_loader_writes_where_aws_endpoint_url_dynamodb_points(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    settings: Settings,
+    env: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     endpoint = settings.dynamodb_endpoint
     assert endpoint, "the suite's settings name DynamoDB Local"
-    for name in list(os.environ):
-        if name.startswith("AWS_") or name == "CUTOVER_DYNAMODB_ENDPOINT":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    env.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
     only_env = replace(settings, dynamodb_endpoint=None, aws_credentials=None)
     client = dynamodb_client(only_env)
     table = f"{settings.table_prefix}endpoint_env"
