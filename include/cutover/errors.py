@@ -7,6 +7,8 @@ parity); ``TransientError`` may be retried with backoff (throttling, timeouts).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CutoverError(Exception):
     """Base of every error cutover raises on purpose."""
@@ -76,10 +78,21 @@ class ExtractError(CutoverError):
             where += f", {label} " + ", ".join(f"`{c}`" for c in columns)
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only fields: the default pickling would call cls(message) and fail, and a
+        # process deriving a partition reports its error by pickling it
+        fields = (self.problem, self.view, self.partition, self.columns)
+        return (_rebuild_extract_error, (type(self), *fields))
+
     @property
     def column(self) -> str | None:
         """The column at fault when exactly one is known."""
         return self.columns[0] if len(self.columns) == 1 else None
+
+
+def _rebuild_extract_error(cls: type[ExtractError], *fields: Any) -> ExtractError:
+    problem, view, partition, columns = fields
+    return cls(problem, view=view, partition=partition, columns=columns)
 
 
 class ExtractFailed(ExtractError, TerminalError):

@@ -384,3 +384,30 @@ def test_sides_bucketed_differently_are_refused(staging: Staging) -> None:
     write(staging, "actual", data, "a", buckets=16)
     with pytest.raises(TerminalError, match="different bucket counts"):
         compare_bucket(staging, BASE, 0)
+
+
+@pytest.mark.parametrize(
+    ("buckets", "limit"), [((7, 12), 10), ((7, 12), 19), ((1, 1024, 1024), 1024), ((5,), 1)]
+)
+def test_bucket_groups_cover_every_bucket_once_under_the_map_limit(
+    buckets: tuple[int, ...], limit: int
+) -> None:
+    from cutover.validate.distributed import bucket_work
+
+    sides = [{"table": f"T{n}", "base": f"b/T{n}", "buckets": b} for n, b in enumerate(buckets)]
+    work = bucket_work(sides, max_tasks=limit)
+    assert len(work) <= limit
+    seen = sorted((w["table"], b) for w in work for b in w["buckets"])
+    assert seen == sorted((f"T{n}", b) for n, count in enumerate(buckets) for b in range(count))
+    assert all(w["base"] == f"b/{w['table']}" and w["buckets"] for w in work)
+    if sum(buckets) <= limit:
+        assert all(len(w["buckets"]) == 1 for w in work)
+
+
+def test_more_tables_than_mapped_tasks_is_a_clear_error() -> None:
+    from cutover.errors import ConfigError
+    from cutover.validate.distributed import bucket_work
+
+    sides = [{"table": f"T{n}", "base": "b", "buckets": 1} for n in range(3)]
+    with pytest.raises(ConfigError, match="max_map_length"):
+        bucket_work(sides, max_tasks=2)

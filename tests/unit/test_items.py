@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cutover.contract.load import parse_contract
-from cutover.transform.items import VERSION_ATTRIBUTE, Item, ItemBuilder, Rejection
+from cutover.transform.items import VERSION_ATTRIBUTE, Item, ItemBuilder, Rejection, with_version
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +112,30 @@ def test_rejections_name_the_reason_and_the_source_row(change: dict[str, Any], r
     assert rejected.reason == reason
     assert rejected.source_pk == '{"id": 7}'
     assert rejected.source_table == "t" and rejected.table == "Things"
+
+
+@pytest.mark.parametrize(
+    ("note", "fits"),
+    [
+        ("x" * 399_000, True),  # a body of 399,000 characters: its exact size decides
+        ("\U0001f600" * 102_000, True),  # 408,000 bytes in 102,000 characters
+        ("\U0001f600" * 103_000, False),  # 412,000 bytes (the limit is 409,600)
+        ("\u00e9" * 205_000, False),  # 410,000 bytes of two-byte characters
+    ],
+)
+def test_the_400_kb_limit_counts_utf8_bytes_not_characters(note: str, fits: bool) -> None:
+    result = _build(_row(note=note))
+    assert isinstance(result, Item) is fits
+    if not fits:
+        assert isinstance(result, Rejection) and result.reason == "item_too_large"
+
+
+def test_the_item_map_is_the_body() -> None:
+    item = _build(_row())
+    assert isinstance(item, Item) and item.attributes == json.loads(item.body)
+    stamped = with_version(item, 42)
+    assert stamped.attributes == json.loads(stamped.body)
+    assert stamped.attributes[VERSION_ATTRIBUTE] == {"N": "42"}
 
 
 def test_multi_entity_keys_come_from_the_view_columns() -> None:

@@ -170,15 +170,18 @@ def validate_sides(contract_path: str, table: str, started: dict[str, Any]) -> d
 
 
 def validate_buckets(sides: Any) -> list[dict[str, Any]]:
-    """One entry per bucket of every table: what the compare tasks map over."""
+    """The buckets of every table in groups the compare tasks map over, as many as Airflow's
+    ``max_map_length`` allows."""
+    from airflow.configuration import conf
+
     from cutover.validate.distributed import bucket_work
 
-    return bucket_work(list(sides))
+    return bucket_work(list(sides), conf.getint("core", "max_map_length", fallback=1024))
 
 
 @terminal_fails_fast
-def validate_compare(contract_path: str, work: dict[str, Any]) -> dict[str, Any]:
-    """One bucket: signatures, then items only where they differ."""
+def validate_compare(contract_path: str, work: dict[str, Any]) -> list[dict[str, Any]]:
+    """A group of buckets: signatures, then items only where they differ."""
     from cutover.validate.distributed import compare_work
 
     contract, settings = _load(contract_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,8 @@ class Item:
     entity_type: str
     source_pk: str
     version: int | None
+    # the same item as a map of AttributeValues, for whoever reads it rather than sends it
+    attributes: dict[str, AV] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,9 @@ def with_version(item: Item, version: int) -> Item:
     was built with."""
     if item.version == version:
         return item
-    body = json.loads(item.body)
+    body = dict(item.attributes) if item.attributes else json.loads(item.body)
     body[VERSION_ATTRIBUTE] = {"N": str(version)}
-    return replace(item, body=_ITEM_JSON(body), version=version)
+    return replace(item, body=_ITEM_JSON(body), version=version, attributes=body)
 
 
 class _SourceBuilder:
@@ -175,18 +177,22 @@ class _SourceBuilder:
             version = version_number(row.get("__version")) if self.versioned else None
         if version is not None:
             item[VERSION_ATTRIBUTE] = {"N": str(version)}
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES:
+        body = _ITEM_JSON(item)
+        # The body's UTF-8 bytes (at most 4 a character) are never fewer than the item's size:
+        # every name and value is in it, numbers as their digits, binaries as base64. So only
+        # a long body needs the exact size.
+        if len(body) * 4 > MAX_ITEM_BYTES and (size := item_size(item)) > MAX_ITEM_BYTES:
             return self.reject(
                 row, "item_too_large", f"item is {size:,} bytes, over DynamoDB's 400 KB"
             )
         return Item(
             pk=_key_text(item[self.table.pk]),
             sk=_key_text(item[self.table.sk]) if self.table.sk else None,
-            body=_ITEM_JSON(item),
+            body=body,
             entity_type=self.source.entity_type,
             source_pk=str(row.get("__source_pk")),
             version=version,
+            attributes=item,
         )
 
 

@@ -4,8 +4,9 @@
    export) once, the counts per entity, the keys two source rows make (excluded, as the
    backfill quarantines them) and the independent checks taken, then both sides written to
    the storage URL as Parquet per bucket (``cutover.validate.buckets``);
-2. ``compare_work`` (a task per bucket): the bucket's signatures, and its items only when
-   they differ: memory bounded by the bucket, not the table;
+2. ``compare_work`` (a task per bucket, or per few buckets where the tables have more than
+   Airflow maps at once): the bucket's signatures, and its items only when they differ:
+   memory bounded by the bucket, not the table;
 3. ``assemble`` (one task): the buckets' results per table into the report ``validate``
    writes, judged by the same GX suites.
 
@@ -76,22 +77,22 @@ def write_sides(contract: Contract, settings: Settings, table_name: str, run: st
     base = run_base(contract.name, run, table.table)
     with tempfile.TemporaryDirectory(prefix="cutover-validate-") as tmp:
         sides = read_sides(contract, settings, table, Path(tmp), read, run)
-        expected_file, actual_dir = sides.expected_file, sides.actual_dir
+        expected_dir, actual_dir = sides.expected_dir, sides.actual_dir
         export, items, rejected = sides.export, sides.items, sides.rejected
         rejected_pks = sides.rejected_pks
-        actual = str(actual_dir / "*.parquet")
+        expected, actual = str(expected_dir / "*.parquet"), str(actual_dir / "*.parquet")
         db = duckdb.connect()
         try:
             duplicated = db.execute(
                 "SELECT pk, coalesce(sk, ''), entity, source_pk FROM read_parquet(?) "
                 "WHERE (pk, coalesce(sk, '')) IN (SELECT pk, coalesce(sk, '') FROM "
                 "read_parquet(?) GROUP BY 1, 2 HAVING count(*) > 1)",
-                [str(expected_file), str(expected_file)],
+                [expected, expected],
             ).fetchall()
             counts = {
                 side: dict(db.execute("SELECT entity, count(*) FROM read_parquet(?) "
                                       "GROUP BY entity", [path]).fetchall())
-                for side, path in (("expected", str(expected_file)), ("actual", actual))
+                for side, path in (("expected", expected), ("actual", actual))
             }  # fmt: skip
         finally:
             db.close()
@@ -102,9 +103,9 @@ def write_sides(contract: Contract, settings: Settings, table_name: str, run: st
             counts["expected"][entity] -= 1
         total = max(sum(counts["expected"].values()), sum(counts["actual"].values()), 1)
         buckets = choose_buckets(total, items_per_bucket())
-        for side, path in (("expected", expected_file), ("actual", actual_dir)):
+        for side, path in (("expected", expected_dir), ("actual", actual_dir)):
             with BucketWriter(staging, base, side, "w0", buckets) as writer:
-                for file in sorted(path.glob("*.parquet")) if path.is_dir() else [path]:
+                for file in sorted(path.glob("*.parquet")):
                     for batch in pq.ParquetFile(file).iter_batches(65_536):
                         rows = batch.select(["pk", "sk", "canon"])
                         if side == "expected" and dup_keys:
@@ -132,21 +133,42 @@ def write_sides(contract: Contract, settings: Settings, table_name: str, run: st
     }
 
 
-def bucket_work(sides: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Step 2's work: one entry per bucket of every table."""
+def bucket_work(sides: list[dict[str, Any]], max_tasks: int = 1024) -> list[dict[str, Any]]:
+    """Step 2's work: entries of consecutive buckets of one table, one bucket each while the
+    tables' buckets together are at most ``max_tasks`` (Airflow's ``max_map_length`` caps
+    the mapped tasks of all tables at once), else as few buckets each as keeps under it."""
+    if len(sides) > max_tasks:
+        raise ConfigError(
+            f"the contract has {len(sides)} tables and Airflow maps at most {max_tasks} tasks "
+            "(core.max_map_length): raise max_map_length to at least the number of tables"
+        )
+    per = max(1, -(-sum(s["buckets"] for s in sides) // max_tasks))
+    while sum(-(-s["buckets"] // per) for s in sides) > max_tasks:
+        per += 1  # each table's last group may be short: one more bucket a group
     return [
-        {"table": s["table"], "base": s["base"], "bucket": b}
+        {
+            "table": s["table"],
+            "base": s["base"],
+            "buckets": list(range(first, min(first + per, s["buckets"]))),
+        }
         for s in sides
-        for b in range(s["buckets"])
+        for first in range(0, s["buckets"], per)
     ]
 
 
 def compare_work(contract: Contract, settings: Settings, work: dict[str, Any],
-                 max_keys: int = 50) -> dict[str, Any]:  # fmt: skip
-    """Step 2 for one bucket: its counts per entity and kind, its first differences."""
-    result = compare_bucket(Staging(settings.staging), work["base"], work["bucket"],
-                            max_keys=KEEP_DIFFERING)  # fmt: skip
-    classify = EntityClassifier(contract.table(work["table"]))
+                 max_keys: int = 50) -> list[dict[str, Any]]:  # fmt: skip
+    """Step 2 for one entry of ``bucket_work``: per bucket, one after another (memory
+    bounded by one bucket), its counts per entity and kind and its first differences."""
+    return [compare_one(contract, settings, work["table"], work["base"], b, max_keys)
+            for b in work["buckets"]]  # fmt: skip
+
+
+def compare_one(contract: Contract, settings: Settings, table: str, base: str, bucket: int,
+                max_keys: int = 50) -> dict[str, Any]:  # fmt: skip
+    """One bucket's counts per entity and kind, and its first differences."""
+    result = compare_bucket(Staging(settings.staging), base, bucket, max_keys=KEEP_DIFFERING)
+    classify = EntityClassifier(contract.table(table))
     kinds: Counter[tuple[str, str]] = Counter()
     shown = []
     for d in result.differences:
@@ -161,8 +183,8 @@ def compare_work(contract: Contract, settings: Settings, work: dict[str, Any],
         - sum(n for (_, kind), n in kinds.items() if kind != "duplicate")
     )
     return {
-        "table": work["table"],
-        "bucket": work["bucket"],
+        "table": table,
+        "bucket": bucket,
         "equal": result.equal,
         "items_compared": result.items_compared,
         "kinds": [[e, k, n] for (e, k), n in sorted(kinds.items())],
@@ -197,8 +219,11 @@ def _parity(side: dict[str, Any], compared: list[dict[str, Any]], max_keys: int)
 def assemble(contract: Contract, settings: Settings, started: dict[str, Any],
              sides: list[dict[str, Any]], compared: list[dict[str, Any]],
              max_keys: int = 50) -> dict[str, Any]:  # fmt: skip
-    """Step 3: the report ``cutover validate`` writes, from the steps' results."""
+    """Step 3: the report ``cutover validate`` writes, from the steps' results (``compared``:
+    what each ``compare_work`` returned)."""
     from cutover.validate.run import gx_runner, parity_frame
+
+    compared = [bucket for entry in compared for bucket in entry]
 
     ensure_suites(contract)
     workspace = GxWorkspace(Staging(settings.staging), contract.name)

@@ -1,10 +1,18 @@
 """The expected side of parity: the items MySQL should produce, computed from the views by
-the transform stage, written to Parquet a batch at a time."""
+the transform stage, written to Parquet a batch at a time.
+
+Deriving items is Python work per row, so a table the extract stage splits into several
+partitions is derived by several processes at once (``CUTOVER_VALIDATE_PROCESSES``, default
+one per CPU), one Parquet file per partition; a table of one partition is derived in this
+process."""
 
 from __future__ import annotations
 
-import json
+import multiprocessing
+import os
 from collections import Counter
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,43 +21,129 @@ import pyarrow.parquet as pq
 
 from cutover.contract.model import Contract, Table
 from cutover.contract.views import view_name
-from cutover.extract.stream import arrow_stream, view_query
+from cutover.db import connect, quote_ident
+from cutover.errors import ConfigError
+from cutover.extract.plan import partition_predicate, plan_table
+from cutover.extract.stream import arrow_stream, select_list
 from cutover.progress import Progress
-from cutover.settings import Settings
+from cutover.settings import MySQLSettings, Settings
 from cutover.transform.items import Item, ItemBuilder
 from cutover.validate.canonical import canonical_item
 from cutover.validate.export import SIDE_SCHEMA
 
 
-def expected_items(
-    contract: Contract, table: Table, settings: Settings, out_file: Path
-) -> tuple[Counter[str], dict[str, list[str]]]:
-    """Writes the expected items of ``table``; returns the rows rejected by reason, and their
-    source primary keys by entity (they are in the backfill's quarantine, not in DynamoDB)."""
-    view = view_name(contract, table)
-    sql = view_query(settings.mysql, view)
-    builder = ItemBuilder(contract, table)
-    rejected: Counter[str] = Counter()
-    rejected_pks: dict[str, list[str]] = {}
-    progress = Progress(f"expected {table.table}", None)
-    done = 0
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(out_file, SIDE_SCHEMA) as writer:
-        for batch in arrow_stream(settings.mysql, sql, 5_000, view=view):
+@dataclass(frozen=True)
+class _Part:
+    """One partition of a view to derive: its query, and the file its items go to."""
+
+    id: str
+    sql: str
+    out_file: Path
+
+
+@dataclass
+class _Derived:
+    rows: int
+    rejected: Counter[str]
+    rejected_pks: dict[str, list[str]]
+
+
+def validate_processes() -> int:
+    """``CUTOVER_VALIDATE_PROCESSES``: processes deriving one table's expected side."""
+    raw = os.environ.get("CUTOVER_VALIDATE_PROCESSES", "")
+    if not raw:
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            f"CUTOVER_VALIDATE_PROCESSES={raw!r} is not a whole number of processes above 0"
+        )
+    return int(raw)
+
+
+def _derive(contract: Contract, table_name: str, mysql: MySQLSettings, view: str,
+            part: _Part) -> _Derived:  # fmt: skip
+    """The items of one partition, to ``part.out_file``; runs in a worker process too."""
+    builder = ItemBuilder(contract, contract.table(table_name))
+    derived = _Derived(0, Counter(), {})
+    with pq.ParquetWriter(part.out_file, SIDE_SCHEMA) as writer:
+        for batch in arrow_stream(mysql, part.sql, 5_000, view=view, partition=part.id):
             rows: dict[str, list[Any]] = {k: [] for k in SIDE_SCHEMA.names}
             for row in batch.to_pylist():
                 result = builder.build(row)
                 if not isinstance(result, Item):
-                    rejected[result.reason] += 1
-                    rejected_pks.setdefault(result.entity_type, []).append(result.source_pk)
+                    derived.rejected[result.reason] += 1
+                    derived.rejected_pks.setdefault(result.entity_type, []).append(result.source_pk)
                     continue
                 rows["pk"].append(result.pk)
                 rows["sk"].append(result.sk)
                 rows["entity"].append(result.entity_type)
-                rows["canon"].append(canonical_item(json.loads(result.body)))
+                rows["canon"].append(canonical_item(result.attributes))
                 rows["source_pk"].append(result.source_pk)
             writer.write_table(pa.table(rows, schema=SIDE_SCHEMA))
-            done += batch.num_rows
-            progress.update(done)
-    progress.done(done)
+            derived.rows += batch.num_rows
+    return derived
+
+
+def _parts(contract: Contract, table: Table, mysql: MySQLSettings, out_dir: Path) -> list[_Part]:
+    view = view_name(contract, table)
+    conn = connect(mysql)
+    try:
+        select = f"SELECT {select_list(conn, view)} FROM {quote_ident(view)}"
+        planned = plan_table(conn, table)
+        if len(planned) == 1:
+            return [_Part(planned[0].id, select, out_dir / "part-0000.parquet")]
+        multi = table.type == "multi-entity"
+        return [
+            _Part(
+                p.id,
+                f"{select} WHERE {partition_predicate(conn, p, multi)}",
+                out_dir / f"part-{n:04d}.parquet",
+            )
+            for n, p in enumerate(planned)
+        ]
+    finally:
+        conn.close()
+
+
+def expected_items(
+    contract: Contract, table: Table, settings: Settings, out_dir: Path
+) -> tuple[Counter[str], dict[str, list[str]]]:
+    """Writes the expected items of ``table`` into ``out_dir`` (Parquet files); returns the
+    rows rejected by reason, and their source primary keys by entity (they are in the
+    backfill's quarantine, not in DynamoDB)."""
+    view = view_name(contract, table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = _parts(contract, table, settings.mysql, out_dir)
+    progress = Progress(f"expected {table.table}", None)
+    results: list[_Derived] = []
+    processes = min(validate_processes(), len(parts))
+    if processes <= 1:
+        for part in parts:
+            results.append(_derive(contract, table.table, settings.mysql, view, part))
+            progress.update(sum(r.rows for r in results))
+    else:
+        # spawned, not forked: this process runs the Scan's threads meanwhile
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            pending: set[Future[_Derived]] = {
+                pool.submit(_derive, contract, table.table, settings.mysql, view, part)
+                for part in parts
+            }
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        results.append(future.result())  # a failed partition raises here
+                    progress.update(sum(r.rows for r in results))
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    rejected: Counter[str] = Counter()
+    rejected_pks: dict[str, list[str]] = {}
+    for result in results:
+        rejected.update(result.rejected)
+        for entity, pks in result.rejected_pks.items():
+            rejected_pks.setdefault(entity, []).extend(pks)
+    progress.done(sum(r.rows for r in results))
     return rejected, rejected_pks

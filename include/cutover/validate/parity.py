@@ -94,7 +94,7 @@ def _key(side: str, sample: float | None) -> str:
 
 def compare_table(
     table: str,
-    expected: Path,
+    expected_dir: Path,
     actual_dir: Path,
     *,
     sample: float | None = None,
@@ -107,10 +107,10 @@ def compare_table(
         db.execute(f"SET memory_limit = '{memory_limit}'")
         db.execute("SET threads = 2")
         db.execute("SET preserve_insertion_order = false")
-        db.execute(f"CREATE VIEW e_raw AS {_key(_parquet(expected), sample)}")
+        db.execute(f"CREATE VIEW e_raw AS {_key(_parquet(expected_dir / '*.parquet'), sample)}")
         # duplicates are found over every key, sampled or not: the independent checks
         # exclude their source rows from the whole base tables
-        db.execute(f"CREATE VIEW e_all AS {_key(_parquet(expected), None)}")
+        db.execute(f"CREATE VIEW e_all AS {_key(_parquet(expected_dir / '*.parquet'), None)}")
         db.execute(f"CREATE VIEW a AS {_key(_parquet(actual_dir / '*.parquet'), sample)}")
         # a key two source rows produce is quarantined by the backfill, never expected
         db.execute("CREATE TEMP TABLE dup AS SELECT k FROM e_all GROUP BY k HAVING count(*) > 1")

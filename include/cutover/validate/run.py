@@ -61,10 +61,10 @@ def validate_table(
     ``tag`` names the validation (its export's folder)."""
     table_name = settings.table_prefix + table.table
     sides = read_sides(contract, settings, table, work / table.table, read, tag)
-    expected_file, actual_dir = sides.expected_file, sides.actual_dir
+    expected_dir, actual_dir = sides.expected_dir, sides.actual_dir
     rejected, rejected_pks = sides.rejected, sides.rejected_pks
     export, exported_items = sides.export, sides.items
-    parity = compare_table(table.table, expected_file, actual_dir, sample=sample, max_keys=max_keys)
+    parity = compare_table(table.table, expected_dir, actual_dir, sample=sample, max_keys=max_keys)
     if sides.exported:
         export["recheck"] = recheck(parity, sides.client, table, table_name, max_keys)
     conn = connect(settings.mysql)

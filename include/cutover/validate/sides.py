@@ -22,7 +22,7 @@ from cutover.validate.export_read import export_wanted, read_export
 
 @dataclass
 class Sides:
-    expected_file: Path
+    expected_dir: Path
     actual_dir: Path
     export: dict[str, Any]  # how DynamoDB's side was read, and its figures
     items: int  # DynamoDB's items read
@@ -44,17 +44,17 @@ def read_sides(contract: Contract, settings: Settings, table: Table, work: Path,
                tag: str) -> Sides:  # fmt: skip
     """Both sides of ``table`` under ``work``; ``read`` and ``tag`` as ``validate`` takes
     them (auto/export/scan, and the export's folder name)."""
-    expected_file, actual_dir = work / "expected.parquet", work / "actual"
+    expected_dir, actual_dir = work / "expected", work / "actual"
     name = settings.table_prefix + table.table
     client = dynamodb_client(settings)
     if export_wanted(client, name, settings.staging, read):
         done = read_export(client, table, name, settings.staging, actual_dir, tag)
-        rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
-        return Sides(expected_file, actual_dir, done.to_dict(), done.items, dict(rejected),
+        rejected, rejected_pks = expected_items(contract, table, settings, expected_dir)
+        return Sides(expected_dir, actual_dir, done.to_dict(), done.items, dict(rejected),
                      rejected_pks, True, client)  # fmt: skip
     with ThreadPoolExecutor(1, thread_name_prefix="cutover-validate-scan") as pool:
         scanning = pool.submit(_scan, settings, table, name, actual_dir)
-        rejected, rejected_pks = expected_items(contract, table, settings, expected_file)
+        rejected, rejected_pks = expected_items(contract, table, settings, expected_dir)
         scanned = scanning.result()
-    return Sides(expected_file, actual_dir, {"read": "scan", **scanned.to_dict()}, scanned.items,
+    return Sides(expected_dir, actual_dir, {"read": "scan", **scanned.to_dict()}, scanned.items,
                  dict(rejected), rejected_pks, False, client)  # fmt: skip
