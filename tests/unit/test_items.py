@@ -133,9 +133,14 @@ def test_the_400_kb_limit_counts_utf8_bytes_not_characters(note: str, fits: bool
 def test_the_item_map_is_the_body() -> None:
     item = _build(_row())
     assert isinstance(item, Item) and item.attributes == json.loads(item.body)
+    assert item.canonical == (
+        '{"doc":{"M":{"a":{"L":[{"N":"1"},{"N":"2.5"}]}}},"name":{"S":"seven"},'
+        '"owner":{"S":"ann"},"price":{"N":"12.5"},"thing_id":{"N":"7"}}'
+    )
     stamped = with_version(item, 42)
     assert stamped.attributes == json.loads(stamped.body)
     assert stamped.attributes[VERSION_ATTRIBUTE] == {"N": "42"}
+    assert stamped.canonical == item.canonical  # the version is not the row's data
 
 
 def test_multi_entity_keys_come_from_the_view_columns() -> None:

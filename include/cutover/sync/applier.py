@@ -152,7 +152,7 @@ class Applier:
             table = self.entities.get(name).table.table
             for key in [k for (t, k) in puts if t == table]:
                 # the fallback derives every item again; most are as DynamoDB holds them
-                if items.get(key) == canonical_item(json.loads(puts[(table, key)].body)):
+                if items.get(key) == puts[(table, key)].canonical:
                     del puts[(table, key)]
                     result.unchanged += 1
         return puts, removals, result

@@ -14,16 +14,16 @@ from cutover.contract.model import Attribute, Contract, Source, Table
 from cutover.dynamo_item_size import MAX_ITEM_BYTES
 from cutover.dynamo_item_size import item_size_bytes as item_size
 from cutover.transform.attribute_values import AV, BadValue, convert
+from cutover.transform.canonical import VERSION_ATTRIBUTE, canonical_item, item_body
 
-VERSION_ATTRIBUTE = "cutover_version"
+__all__ = ["VERSION_ATTRIBUTE", "Item", "ItemBuilder", "Rejection", "version_number"]
+
 # An item's version is (phase epoch, order within it): epoch * EPOCH_SPAN + a binlog ordinal
 # (phases 1-3) or a clock in microseconds (phases 4-5), both below 10**16. Each change of
 # phase bumps the epoch, so nothing written in an ended phase beats what the store that
 # became authoritative wrote after the fence (cutover.phases.fence).
 EPOCH_SPAN = 10**16
 _EPOCH = dt.datetime(1970, 1, 1)
-# json.dumps with options builds an encoder per call; one built once encodes the same text
-_ITEM_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Item:
     entity_type: str
     source_pk: str
     version: int | None
+    # the item without its version as ``canonical_item`` writes it (what parity compares)
+    canonical: str = ""
     # the same item as a map of AttributeValues, for whoever reads it rather than sends it
     attributes: dict[str, AV] = field(default_factory=dict, compare=False, repr=False)
 
@@ -115,9 +117,11 @@ def with_version(item: Item, version: int) -> Item:
     was built with."""
     if item.version == version:
         return item
-    body = dict(item.attributes) if item.attributes else json.loads(item.body)
-    body[VERSION_ATTRIBUTE] = {"N": str(version)}
-    return replace(item, body=_ITEM_JSON(body), version=version, attributes=body)
+    attributes = dict(item.attributes) if item.attributes else json.loads(item.body)
+    attributes[VERSION_ATTRIBUTE] = {"N": str(version)}
+    canonical = item.canonical or canonical_item(attributes)
+    body = item_body(canonical, attributes[VERSION_ATTRIBUTE])
+    return replace(item, body=body, version=version, canonical=canonical, attributes=attributes)
 
 
 class _SourceBuilder:
@@ -177,7 +181,8 @@ class _SourceBuilder:
             version = version_number(row.get("__version")) if self.versioned else None
         if version is not None:
             item[VERSION_ATTRIBUTE] = {"N": str(version)}
-        body = _ITEM_JSON(item)
+        canonical = canonical_item(item)
+        body = item_body(canonical, item.get(VERSION_ATTRIBUTE))
         # The body's UTF-8 bytes (at most 4 a character) are never fewer than the item's size:
         # every name and value is in it, numbers as their digits, binaries as base64. So only
         # a long body needs the exact size.
@@ -192,6 +197,7 @@ class _SourceBuilder:
             entity_type=self.source.entity_type,
             source_pk=str(row.get("__source_pk")),
             version=version,
+            canonical=canonical,
             attributes=item,
         )
 

@@ -1,64 +1,25 @@
-"""Canonical forms of DynamoDB items, so that 1.50 and 1.5, key order in maps, or set order
-do not count as differences; and the attribute-level differences of two items."""
+"""Comparing DynamoDB items: their canonical form (``cutover.transform.canonical``, which the
+item builder writes too), key texts, the entity of a key, and the attribute-level
+differences of two items."""
 
 from __future__ import annotations
 
 import json
-import re
-from decimal import Context, Decimal
 from typing import Any
 
 from cutover.contract.model import Table, template_fields
-from cutover.transform.items import VERSION_ATTRIBUTE
+from cutover.transform.canonical import canonical_item, canonical_number, canonical_value
+
+__all__ = ["EntityClassifier", "canonical_item", "canonical_value", "differences", "key_text"]
 
 AV = dict[str, Any]
-_EXACT = Context(prec=200)
-_PLAIN_INTEGER = re.compile(r"-?[1-9][0-9]*|0")  # already canonical: most numbers
-
-
-def _number(text: str) -> str:
-    if _PLAIN_INTEGER.fullmatch(text):
-        return text
-    value = Decimal(text).normalize(_EXACT)
-    return "0" if value.is_zero() else format(value, "f")
-
-
-_AS_IS = frozenset(("S", "B", "BOOL", "NULL"))
-# json.dumps with options builds an encoder per call; one built once encodes the same text
-_CANON_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
-
-
-def canonical_value(av: AV) -> AV:
-    ((kind, value),) = av.items()
-    if kind in _AS_IS:
-        return av
-    if kind == "N":
-        text = _number(value)
-        return av if text is value else {"N": text}
-    if kind == "NS":
-        return {"NS": sorted({_number(v) for v in value}, key=Decimal)}
-    if kind in ("SS", "BS"):
-        return {kind: sorted(set(value))}
-    if kind == "L":
-        return {"L": [canonical_value(v) for v in value]}
-    if kind == "M":
-        return {"M": {k: canonical_value(v) for k, v in sorted(value.items())}}
-    return av
-
-
-def canonical_item(item: dict[str, AV]) -> str:
-    """JSON text with sorted keys and canonical numbers and sets. The version attribute is
-    left out: it is the binlog position the item was written at, not data of the row."""
-    return _CANON_JSON(
-        {name: canonical_value(av) for name, av in item.items() if name != VERSION_ATTRIBUTE}
-    )
 
 
 def key_text(av: AV | None) -> str | None:
     if av is None:
         return None
     ((kind, value),) = av.items()
-    return _number(value) if kind == "N" else str(value)
+    return canonical_number(value) if kind == "N" else str(value)
 
 
 def differences(expected: str | None, actual: str | None) -> list[dict[str, Any]]:

@@ -89,7 +89,7 @@ def changed_key_parity(contract: Contract, settings: Settings, since: Position,
         conn.close()
     tables = {t.table: t for t in contract.tables}
     expected: dict[tuple[str, str], str | None] = {
-        key: canonical_item(json.loads(item.body)) for key, item in puts.items()
+        key: item.canonical for key, item in puts.items()
     }
     expected.update(dict.fromkeys(removals - set(puts)))
     by_table: dict[str, list[tuple[str, dict[str, Any]]]] = {}

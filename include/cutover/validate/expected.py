@@ -28,7 +28,6 @@ from cutover.extract.stream import arrow_stream, select_list
 from cutover.progress import Progress
 from cutover.settings import MySQLSettings, Settings
 from cutover.transform.items import Item, ItemBuilder
-from cutover.validate.canonical import canonical_item
 from cutover.validate.export import SIDE_SCHEMA
 
 
@@ -77,7 +76,7 @@ def _derive(contract: Contract, table_name: str, mysql: MySQLSettings, view: str
                 rows["pk"].append(result.pk)
                 rows["sk"].append(result.sk)
                 rows["entity"].append(result.entity_type)
-                rows["canon"].append(canonical_item(result.attributes))
+                rows["canon"].append(result.canonical)
                 rows["source_pk"].append(result.source_pk)
             writer.write_table(pa.table(rows, schema=SIDE_SCHEMA))
             derived.rows += batch.num_rows

@@ -152,28 +152,69 @@ def _entity_figures(
             kind = "json_keys(json_extract(canon, " + literal_text(_pointer(attr)) + "))[1]"
             test = f"{present(attr)} AND {value(attr, 'N')} IS NULL"
             figures.append((c, f"min({kind}) FILTER (WHERE {test})"))
+    number_attrs = sorted({c.attribute or "" for c in numeric})
+    for attr in number_attrs:  # how wide its numbers are: whether a DECIMAL holds their sum
+        n = value(attr, "N")
+        figures.append((Check(entity, attr, "", attr, "width"),
+                        f"[count({n}), max(length(split_part(ltrim({n}, '-'), '.', 1))), "
+                        f"max(length(split_part({n}, '.', 2)))]"))  # fmt: skip
     row = db.execute(
         f"SELECT {', '.join(sql for _, sql in figures)} FROM read_parquet(?) WHERE entity = ?",
         [files, entity],
     ).fetchone()
     not_numbers: dict[str, str] = {}
+    scales: dict[str, int] = {}  # attributes whose sums DuckDB takes exactly, at their scale
     for (c, _), got in zip(figures, row, strict=True):
-        if c.kind in ("sum", "min", "max"):
+        if c.kind == "width":
+            count, digits, scale = got
+            if count and digits + scale + len(str(count)) <= 38:
+                scales[c.name] = scale
+        elif c.kind in ("sum", "min", "max"):
             if got is not None:
                 not_numbers[c.attribute or ""] = f"non-number {got} value"
         else:
             acc[(entity, c.name)] = got
-    attrs = sorted({c.attribute or "" for c in numeric} - set(not_numbers))
+    totals: dict[str, Decimal] = {}
+    lows: dict[str, Decimal | None] = {}
+    highs: dict[str, Decimal | None] = {}
+    wide = [a for a in number_attrs if a not in not_numbers and a not in scales]
+    exact = [a for a in number_attrs if a not in not_numbers and a in scales]
+    if exact:
+        casts = [f"CAST({value(a, 'N')} AS DECIMAL(38, {scales[a]}))" for a in exact]
+        got = db.execute(
+            "SELECT "
+            + ", ".join(f"sum({x}), min({x}), max({x})" for x in casts)
+            + " FROM read_parquet(?) WHERE entity = ?",
+            [files, entity],
+        ).fetchone()
+        for n, a in enumerate(exact):
+            totals[a], lows[a], highs[a] = got[3 * n : 3 * n + 3]
+    if wide:
+        _wide_figures(db, files, entity, [value(a, "N") for a in wide], wide, totals, lows, highs)
     for c in numeric:
-        if (c.attribute or "") in not_numbers:
-            acc[(entity, c.name)] = not_numbers[c.attribute or ""]
-    if not attrs:
-        return
-    columns = ", ".join(value(a, "N") for a in attrs)
-    cursor = db.execute(f"SELECT {columns} FROM read_parquet(?) WHERE entity = ?", [files, entity])
-    totals = {a: Decimal(0) for a in attrs}
-    lows: dict[str, Decimal | None] = dict.fromkeys(attrs)
-    highs: dict[str, Decimal | None] = dict.fromkeys(attrs)
+        a = c.attribute or ""
+        if a in not_numbers:
+            acc[(entity, c.name)] = not_numbers[a]
+        elif a in totals:
+            acc[(entity, c.name)] = {"sum": totals, "min": lows, "max": highs}[c.kind][a]
+
+
+def _wide_figures(
+    db: Any,
+    files: str,
+    entity: str,
+    columns: list[str],
+    attrs: list[str],
+    totals: dict[str, Decimal],
+    lows: dict[str, Decimal | None],
+    highs: dict[str, Decimal | None],
+) -> None:
+    """Sums, minima and maxima of numbers too wide for a DECIMAL, exactly, in Python."""
+    cursor = db.execute(
+        f"SELECT {', '.join(columns)} FROM read_parquet(?) WHERE entity = ?", [files, entity]
+    )
+    for a in attrs:
+        totals[a], lows[a], highs[a] = Decimal(0), None, None
     with localcontext(_EXACT):
         while rows := cursor.fetchmany(100_000):
             for a, column in zip(attrs, zip(*rows, strict=True), strict=True):
@@ -184,10 +225,6 @@ def _entity_figures(
                 low, high = min(numbers), max(numbers)
                 lows[a] = low if lows[a] is None else min(lows[a], low)
                 highs[a] = high if highs[a] is None else max(highs[a], high)
-    for c in numeric:
-        a = c.attribute or ""
-        if a in totals:
-            acc[(entity, c.name)] = {"sum": totals, "min": lows, "max": highs}[c.kind][a]
 
 
 def literal_text(text: str) -> str:
