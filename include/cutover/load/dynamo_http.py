@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from botocore import exceptions as bx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse, HeadersDict
@@ -76,8 +77,8 @@ class Reply:
         if not self.body:
             return {}
         try:
-            return json.loads(self.body)
-        except ValueError:
+            return orjson.loads(self.body)
+        except ValueError:  # orjson's JSONDecodeError is one
             if self.status >= 300:
                 return {"message": f"HTTP {self.status} with a body that is not DynamoDB's "
                                    f"JSON: {_snippet(self.body)}"}  # fmt: skip

@@ -6,28 +6,36 @@ computing it again; what DynamoDB holds is put in the same form by ``canonical_i
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Context, Decimal
 from typing import Any
 
+import orjson
+
 VERSION_ATTRIBUTE = "cutover_version"
 AV = dict[str, Any]
 _EXACT = Context(prec=200)
-_PLAIN_INTEGER = re.compile(r"-?[1-9][0-9]*|0")  # already canonical: most numbers
+# a number already in its one form (most are): no exponent, sign or zero more than it needs
+_CANONICAL_NUMBER = r"(?!-0(?![.0-9]))-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?"
+_IS_CANONICAL_NUMBER = re.compile(_CANONICAL_NUMBER)
 
 
 def canonical_number(text: str) -> str:
     """A number's text in its one form: no exponent, no leading or trailing zeroes."""
-    if _PLAIN_INTEGER.fullmatch(text):
+    if _IS_CANONICAL_NUMBER.fullmatch(text):
         return text
     value = Decimal(text).normalize(_EXACT)
     return "0" if value.is_zero() else format(value, "f")
 
 
 _AS_IS = frozenset(("S", "B", "BOOL", "NULL"))
-# json.dumps with options builds an encoder per call; one built once encodes the same text
-_CANON_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _canon_json(value: Any) -> str:
+    """Compact JSON with sorted keys and characters as they are (as ``json.dumps`` with
+    ``sort_keys``, ``ensure_ascii=False`` and no spaces writes it), by orjson: ten times
+    faster, and a validation encodes every item of both sides."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def canonical_value(av: AV) -> AV:
@@ -48,17 +56,26 @@ def canonical_value(av: AV) -> AV:
     return av
 
 
+# Sorted keys leave only sets (their order) and numbers not in their one form to put right.
+# In the JSON text these are a type key followed by its value: a string's own quotes are
+# escaped, and a map's or a list's elements are objects, so nothing else reads like that.
+_NOT_CANONICAL = re.compile(r'"(?:NS|SS|BS)":\[|"N":"(?!' + _CANONICAL_NUMBER + '")')
+
+
 def canonical_item(item: dict[str, AV]) -> str:
     """JSON text with sorted keys and canonical numbers and sets. The version attribute is
     left out: it is the binlog position the item was written at, not data of the row."""
-    return _CANON_JSON(
-        {name: canonical_value(av) for name, av in item.items() if name != VERSION_ATTRIBUTE}
-    )
+    if VERSION_ATTRIBUTE in item:
+        item = {name: av for name, av in item.items() if name != VERSION_ATTRIBUTE}
+    text = _canon_json(item)
+    if _NOT_CANONICAL.search(text) is None:
+        return text
+    return _canon_json({name: canonical_value(av) for name, av in item.items()})
 
 
 def item_body(canonical: str, version: AV | None) -> str:
     """The JSON an item is sent as: its canonical text, with its version attribute."""
     if version is None:
         return canonical
-    tail = f'"{VERSION_ATTRIBUTE}":{_CANON_JSON(version)}'
+    tail = f'"{VERSION_ATTRIBUTE}":{_canon_json(version)}'
     return "{" + tail + "}" if canonical == "{}" else canonical[:-1] + "," + tail + "}"

@@ -130,12 +130,16 @@ def export_figures(actual_dir: Path, checks: list[Check]) -> dict[tuple[str, str
 def _entity_figures(
     db: Any, files: str, entity: str, mine: list[Check], acc: dict[tuple[str, str], Any]
 ) -> None:
+    paths: list[str] = []  # each item's JSON is parsed once, for all of these paths
+
     def value(attr: str, *path: str) -> str:
-        return "json_extract_string(canon, " + literal_text(_pointer(attr, *path)) + ")"
+        pointer = _pointer(attr, *path)
+        if pointer not in paths:
+            paths.append(pointer)
+        return f"v[{paths.index(pointer) + 1}]"
 
     def present(attr: str) -> str:  # the item has the attribute, and it is not a NULL
-        whole = "json_extract(canon, " + literal_text(_pointer(attr)) + ")"
-        return f"{whole} IS NOT NULL AND {value(attr, 'NULL')} IS NULL"
+        return f"{value(attr)} IS NOT NULL AND {value(attr, 'NULL')} IS NULL"
 
     figures: list[tuple[Check, str]] = []
     numeric = [c for c in mine if c.kind in ("sum", "min", "max")]
@@ -148,8 +152,8 @@ def _entity_figures(
         elif c.kind in ("min_text", "max_text"):
             fn = c.kind.split("_")[0]
             figures.append((c, f"{fn}({value(attr, 'S')}) FILTER (WHERE {present(attr)})"))
-        else:  # a number's first type that is not N, if any: the figure says so
-            kind = "json_keys(json_extract(canon, " + literal_text(_pointer(attr)) + "))[1]"
+        else:  # a number's type, when it is not N: the figure says so
+            kind = f"regexp_extract({value(attr)}, '^\\{{\"([A-Z]+)\"', 1)"
             test = f"{present(attr)} AND {value(attr, 'N')} IS NULL"
             figures.append((c, f"min({kind}) FILTER (WHERE {test})"))
     number_attrs = sorted({c.attribute or "" for c in numeric})
@@ -158,9 +162,14 @@ def _entity_figures(
         figures.append((Check(entity, attr, "", attr, "width"),
                         f"[count({n}), max(length(split_part(ltrim({n}, '-'), '.', 1))), "
                         f"max(length(split_part({n}, '.', 2)))]"))  # fmt: skip
+    items = (
+        "(SELECT json_extract_string(canon, [" + ", ".join(literal_text(p) for p in paths)
+        + "]) AS v FROM read_parquet(?) WHERE entity = ?)"
+    )  # fmt: skip
+    if not paths:
+        items = "(SELECT NULL AS v FROM read_parquet(?) WHERE entity = ?)"
     row = db.execute(
-        f"SELECT {', '.join(sql for _, sql in figures)} FROM read_parquet(?) WHERE entity = ?",
-        [files, entity],
+        f"SELECT {', '.join(sql for _, sql in figures)} FROM {items}", [files, entity]
     ).fetchone()
     not_numbers: dict[str, str] = {}
     scales: dict[str, int] = {}  # attributes whose sums DuckDB takes exactly, at their scale
@@ -182,15 +191,16 @@ def _entity_figures(
     if exact:
         casts = [f"CAST({value(a, 'N')} AS DECIMAL(38, {scales[a]}))" for a in exact]
         got = db.execute(
-            "SELECT "
-            + ", ".join(f"sum({x}), min({x}), max({x})" for x in casts)
-            + " FROM read_parquet(?) WHERE entity = ?",
+            "SELECT " + ", ".join(f"sum({x}), min({x}), max({x})" for x in casts)
+            + f" FROM {items}",
             [files, entity],
-        ).fetchone()
+        ).fetchone()  # fmt: skip
         for n, a in enumerate(exact):
             totals[a], lows[a], highs[a] = got[3 * n : 3 * n + 3]
     if wide:
-        _wide_figures(db, files, entity, [value(a, "N") for a in wide], wide, totals, lows, highs)
+        columns = [value(a, "N") for a in wide]
+        _wide_figures(db, f"SELECT {', '.join(columns)} FROM {items}", [files, entity], wide,
+                      totals, lows, highs)  # fmt: skip
     for c in numeric:
         a = c.attribute or ""
         if a in not_numbers:
@@ -201,18 +211,15 @@ def _entity_figures(
 
 def _wide_figures(
     db: Any,
-    files: str,
-    entity: str,
-    columns: list[str],
+    sql: str,
+    params: list[Any],
     attrs: list[str],
     totals: dict[str, Decimal],
     lows: dict[str, Decimal | None],
     highs: dict[str, Decimal | None],
 ) -> None:
     """Sums, minima and maxima of numbers too wide for a DECIMAL, exactly, in Python."""
-    cursor = db.execute(
-        f"SELECT {', '.join(columns)} FROM read_parquet(?) WHERE entity = ?", [files, entity]
-    )
+    cursor = db.execute(sql, params)
     for a in attrs:
         totals[a], lows[a], highs[a] = Decimal(0), None, None
     with localcontext(_EXACT):
