@@ -290,10 +290,14 @@ def run_memory_bench(settings: Settings, rows: int, workers: int = 6) -> dict[st
                 "export_slowest_page_s": float(export.get("slowest_page_s", 0.0))}  # fmt: skip
 
     def plain() -> dict[str, Any]:
-        seconds = plain_scan_seconds(bench_settings, client, name,
-                                     view_name(contract, contract.tables[0]))  # fmt: skip
-        return {"plain_scan_rows_per_s": rows / seconds,
-                "parity_vs_plain_scan": out["parity_rows_per_s"] * seconds / rows}  # fmt: skip
+        view = view_name(contract, contract.tables[0])
+        # the faster of two reads: the reference is what both servers can give at best
+        seconds = min(plain_scan_seconds(bench_settings, client, name, view) for _ in range(2))
+        parity = out["parity_rows_per_s"] * seconds / rows
+        figures = {"plain_scan_rows_per_s": rows / seconds, "parity_vs_plain_scan": parity}
+        if rows >= MILLIONS:  # the target's scale: below it a validation's fixed costs weigh
+            figures["parity_vs_plain_scan_millions"] = parity
+        return figures
 
     _stage(out, "backfill", backfill)
     if "failed" not in out:  # nothing loaded: a validation would only measure the failure
@@ -486,7 +490,11 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("sync_apply_vs_read", ">=", 0.5),
     ("sync_lag_p99_ms", "<", 2000.0),
     ("bucket_signature_vs_items", ">=", 3.0),
+    ("parity_vs_plain_scan_millions", ">=", 1.0),
 )
+# From this many rows, a validation's parity against a plain read has a target (``--rows
+# 2000000 --memory-only``): below it, the seconds of starting GX and the processes weigh.
+MILLIONS = 1_000_000
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -116,7 +116,8 @@ def expected_items(
     progress = Progress(f"expected {table.table}", None)
     results: list[_Derived] = []
     processes = min(validate_processes(), len(parts))
-    if processes <= 1:
+    # a daemonic process (a Celery prefork child, say) may not start processes of its own
+    if processes <= 1 or multiprocessing.current_process().daemon:
         for part in parts:
             results.append(_derive(contract, table.table, settings.mysql, view, part))
             progress.update(sum(r.rows for r in results))
