@@ -5,9 +5,12 @@ partition, across the process boundary."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,3 +102,45 @@ def test_a_partition_that_cannot_be_read_names_view_and_partition(
     assert raised.value.view == view
     assert raised.value.partition is not None and raised.value.partition.startswith("Things.")
     assert f"`{view}`" in str(raised.value) and raised.value.partition in str(raised.value)
+
+
+def test_a_worker_process_killed_leaves_its_partitions_to_this_process(
+    things: tuple[Contract, Settings], tmp_path: Path
+) -> None:
+    """A worker of the pool is killed (SIGKILL, as the OOM killer would): the partitions it
+    had not finished are derived in the test's process; every row still once, and the
+    rejections counted once."""
+    contract, settings = things
+    view = view_name(contract, contract.tables[0])
+    conn = connect(settings.mysql)
+    try:  # a tenth of a second a row: the workers are still at it when one is killed
+        query(conn, f"RENAME TABLE `{view}` TO `{view}_was`")
+        query(conn, f"CREATE VIEW `{view}` AS SELECT v.*, SLEEP(0.1) AS slept FROM `{view}_was` v")
+    finally:
+        conn.close()
+    me = psutil.Process()
+    outcome: dict[str, Any] = {}
+
+    def derive() -> None:
+        try:
+            outcome["result"] = expected_items(contract, contract.tables[0], settings, tmp_path)
+        except BaseException as exc:  # reported to the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=derive)
+    thread.start()
+    deadline = time.monotonic() + 60
+    workers: list[psutil.Process] = []
+    while not workers and time.monotonic() < deadline and thread.is_alive():
+        workers = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
+        time.sleep(0.05)  # poll: until the pool's first worker process exists
+    assert workers, "no worker process started"
+    workers[0].kill()
+    thread.join(120)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    rejected, rejected_pks = outcome["result"]
+    files = sorted(tmp_path.glob("*.parquet"))
+    keys = [k for f in files for k in pq.read_table(f, columns=["pk"]).column("pk").to_pylist()]
+    assert sorted(keys, key=int) == [str(n) for n in range(1, ROWS + 1) if n not in EMPTY_NAMES]
+    assert rejected == {"empty_key": 2}
+    assert sorted(rejected_pks["THINGS"]) == sorted(f'{{"id": {n}}}' for n in EMPTY_NAMES)

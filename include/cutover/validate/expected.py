@@ -8,10 +8,12 @@ process."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from cutover.progress import Progress
 from cutover.settings import MySQLSettings, Settings
 from cutover.transform.items import Item, ItemBuilder
 from cutover.validate.export import SIDE_SCHEMA
+
+log = logging.getLogger("cutover.validate")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,44 @@ def _parts(contract: Contract, table: Table, mysql: MySQLSettings, out_dir: Path
         conn.close()
 
 
+def _in_processes(contract: Contract, table: Table, mysql: MySQLSettings, view: str,
+                  parts: list[_Part], processes: int, results: list[_Derived],
+                  progress: Progress) -> list[_Part]:  # fmt: skip
+    """Derives ``parts`` in worker processes into ``results``; returns the parts left to
+    derive here when the pool broke (a worker killed, say, or none could start). An error
+    of a partition itself (the view cannot be read) is raised as it is."""
+    context = multiprocessing.get_context("spawn")  # not forked: the Scan's threads run here
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        pending: dict[Future[_Derived], _Part] = {
+            pool.submit(_derive, contract, table.table, mysql, view, part): part for part in parts
+        }
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    part = pending.pop(future)
+                    try:
+                        results.append(future.result())  # a failed partition raises here
+                    except BrokenProcessPool as exc:
+                        left = [part]
+                        for other, other_part in pending.items():
+                            if other.done() and not other.cancelled() and other.exception() is None:
+                                results.append(other.result())  # finished before the break
+                            else:
+                                left.append(other_part)
+                        log.warning(
+                            "expected %s: the worker processes failed (%s); deriving %d "
+                            "partitions in this process", table.table, exc, len(left),
+                        )  # fmt: skip
+                        return left
+                progress.update(sum(r.rows for r in results))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return []
+
+
 def expected_items(
     contract: Contract, table: Table, settings: Settings, out_dir: Path
 ) -> tuple[Counter[str], dict[str, list[str]]]:
@@ -116,29 +158,14 @@ def expected_items(
     progress = Progress(f"expected {table.table}", None)
     results: list[_Derived] = []
     processes = min(validate_processes(), len(parts))
+    left = list(parts)
     # a daemonic process (a Celery prefork child, say) may not start processes of its own
-    if processes <= 1 or multiprocessing.current_process().daemon:
-        for part in parts:
-            results.append(_derive(contract, table.table, settings.mysql, view, part))
-            progress.update(sum(r.rows for r in results))
-    else:
-        # spawned, not forked: this process runs the Scan's threads meanwhile
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            pending: set[Future[_Derived]] = {
-                pool.submit(_derive, contract, table.table, settings.mysql, view, part)
-                for part in parts
-            }
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        results.append(future.result())  # a failed partition raises here
-                    progress.update(sum(r.rows for r in results))
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+    if processes > 1 and not multiprocessing.current_process().daemon:
+        left = _in_processes(contract, table, settings.mysql, view, parts, processes, results,
+                             progress)  # fmt: skip
+    for part in left:
+        results.append(_derive(contract, table.table, settings.mysql, view, part))
+        progress.update(sum(r.rows for r in results))
     rejected: Counter[str] = Counter()
     rejected_pks: dict[str, list[str]] = {}
     for result in results:
