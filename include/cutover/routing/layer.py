@@ -53,6 +53,7 @@ from cutover.routing.changes import Change, VersionClock, apply, select_rows
 from cutover.routing.dynamo_store import DynamoStore, StaleWrite
 from cutover.routing.entities import Entities, Entity, RoutingError
 from cutover.routing.mysql_follower import (
+    Ahead,
     MySQLFollower,
     Refused,
     derived_attributes,
@@ -108,7 +109,7 @@ class NotFound(RoutingError):
 # Errors that say the request or the data is wrong, not that the store is down: they fail
 # the request but never open a breaker.
 _NOT_A_STORE_FAILURE = (TerminalError, MySQLdb.IntegrityError, MySQLdb.DataError,
-                        MySQLdb.ProgrammingError, EpochMoved, Refused)  # fmt: skip
+                        MySQLdb.ProgrammingError, EpochMoved, Refused, Ahead)  # fmt: skip
 
 
 @dataclass

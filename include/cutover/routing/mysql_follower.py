@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import MySQLdb
 
 from cutover.db import quote_ident as q
+from cutover.errors import CutoverError
 from cutover.routing import mysql_store
 from cutover.routing.changes import Change, apply, select_rows
 from cutover.routing.entities import Entity, is_plain
@@ -76,6 +77,13 @@ QUARANTINE_PREFIX = "FOLLOWQ#"
 DERIVED_ATTEMPTS = 5
 # what MySQL refuses for the data's sake, not because it is down
 REFUSALS = (MySQLdb.IntegrityError, MySQLdb.DataError)
+
+
+class Ahead(CutoverError):
+    """A change that MySQL cannot apply until an older one of the same row has been: an
+    update newer than the row's delete means DynamoDB made the item again in between (it
+    updates only an item that exists), and that put is still on its way. The record stays
+    in DynamoDB's outbox, and a later replay applies it."""
 
 
 class Refused(Exception):
@@ -120,6 +128,11 @@ def follow_plan(cur: Any, contract: str, change: Change, ident: str,
     plan: Change | None
     if change.op in ("put", "delete") and version > last:
         plan, base, cols, deleted = change, version, {}, change.op == "delete"
+    elif deleted and change.op == "update" and version > last:
+        raise Ahead(
+            f"update of {change.table} row {change.key} at version {version} is newer than "
+            f"the row's delete at {last}: it waits for the put that made the item again"
+        )
     elif deleted or change.op == "delete":
         plan = None  # the row is gone since, or a newer change followed the delete's row
     else:

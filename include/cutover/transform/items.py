@@ -16,8 +16,6 @@ from cutover.dynamo_item_size import item_size_bytes as item_size
 from cutover.transform.attribute_values import AV, BadValue, convert
 from cutover.transform.canonical import VERSION_ATTRIBUTE, canonical_item, item_body
 
-__all__ = ["VERSION_ATTRIBUTE", "Item", "ItemBuilder", "Rejection", "version_number"]
-
 # An item's version is (phase epoch, order within it): epoch * EPOCH_SPAN + a binlog ordinal
 # (phases 1-3) or a clock in microseconds (phases 4-5), both below 10**16. Each change of
 # phase bumps the epoch, so nothing written in an ended phase beats what the store that
