@@ -33,9 +33,9 @@ class Item:
     source_pk: str
     version: int | None
     # the item without its version as ``canonical_item`` writes it (what parity compares)
-    canonical: str = ""
+    canonical: str
     # the same item as a map of AttributeValues, for whoever reads it rather than sends it
-    attributes: dict[str, AV] = field(default_factory=dict, compare=False, repr=False)
+    attributes: dict[str, AV] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,10 @@ def with_version(item: Item, version: int) -> Item:
     was built with."""
     if item.version == version:
         return item
-    attributes = dict(item.attributes) if item.attributes else json.loads(item.body)
-    attributes[VERSION_ATTRIBUTE] = {"N": str(version)}
-    canonical = item.canonical or canonical_item(attributes)
-    body = item_body(canonical, attributes[VERSION_ATTRIBUTE])
-    return replace(item, body=body, version=version, canonical=canonical, attributes=attributes)
+    stamp = {"N": str(version)}
+    attributes = {**item.attributes, VERSION_ATTRIBUTE: stamp}
+    body = item_body(item.canonical, stamp)  # the version is not part of the canonical text
+    return replace(item, body=body, version=version, attributes=attributes)
 
 
 class _SourceBuilder:

@@ -87,14 +87,11 @@ def _derive(contract: Contract, table_name: str, mysql: MySQLSettings, view: str
     return derived
 
 
-def _parts(contract: Contract, table: Table, mysql: MySQLSettings, out_dir: Path) -> list[_Part]:
-    view = view_name(contract, table)
+def _parts(table: Table, view: str, mysql: MySQLSettings, out_dir: Path) -> list[_Part]:
     conn = connect(mysql)
     try:
         select = f"SELECT {select_list(conn, view)} FROM {quote_ident(view)}"
         planned = plan_table(conn, table)
-        if len(planned) == 1:
-            return [_Part(planned[0].id, select, out_dir / "part-0000.parquet")]
         multi = table.type == "multi-entity"
         return [
             _Part(
@@ -154,7 +151,7 @@ def expected_items(
     backfill's quarantine, not in DynamoDB)."""
     view = view_name(contract, table)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = _parts(contract, table, settings.mysql, out_dir)
+    parts = _parts(table, view, settings.mysql, out_dir)
     progress = Progress(f"expected {table.table}", None)
     results: list[_Derived] = []
     processes = min(validate_processes(), len(parts))

@@ -108,9 +108,9 @@ def _pointer(*names: str) -> str:
 
 
 def export_figures(actual_dir: Path, checks: list[Check]) -> dict[tuple[str, str], str | None]:
-    """The same figures over the exported items. DuckDB reads the items' canonical JSON in
-    one pass per entity; sums, minima and maxima of numbers are taken exactly, in Python
-    over the number texts DuckDB streams (a DECIMAL would overflow at 38 digits)."""
+    """The same figures over the exported items, by DuckDB, each item's canonical JSON
+    parsed once per query. Sums, minima and maxima of numbers are exact: as DECIMALs where
+    the numbers' width allows, else in Python over the number texts DuckDB streams."""
     acc: dict[tuple[str, str], Any] = {}
     by_entity: dict[str, list[Check]] = {}
     for check in checks:
@@ -162,6 +162,8 @@ def _entity_figures(
         figures.append((Check(entity, attr, "", attr, "width"),
                         f"[count({n}), max(length(split_part(ltrim({n}, '-'), '.', 1))), "
                         f"max(length(split_part({n}, '.', 2)))]"))  # fmt: skip
+    # every path the queries below read is registered by now (the N paths just above):
+    # the subquery extracts them all at once
     items = (
         "(SELECT json_extract_string(canon, [" + ", ".join(literal_text(p) for p in paths)
         + "]) AS v FROM read_parquet(?) WHERE entity = ?)"
